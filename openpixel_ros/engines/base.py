@@ -1,0 +1,88 @@
+"""The engine interface: a named-tensor runner, nothing more.
+
+An engine knows tensors, not images. Pre- and post-processing live in
+:mod:`openpixel_ros.semantic` (label images) and :mod:`openpixel_ros.interactive`
+(click prompts), so ONNX Runtime, TensorRT or any other backend only has to
+implement :class:`Engine`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """A model could not be loaded or run. The message is one line, fit for a log."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of one model input or output.
+
+    ``shape`` holds ints for fixed dimensions and ``None`` for dynamic ones.
+    """
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d is None for d in self.shape)
+
+
+class Engine(ABC):
+    """Runs one model graph on named numpy tensors.
+
+    Implementations load the model in ``__init__`` and raise :class:`EngineError`
+    with a one-line message when the file is missing, corrupt or unsupported.
+    """
+
+    #: Short backend name used in parameters and logs, e.g. ``"onnxruntime"``.
+    backend: str = ""
+
+    @property
+    @abstractmethod
+    def inputs(self) -> Sequence[TensorSpec]:
+        """Model inputs, in graph order."""
+
+    @property
+    @abstractmethod
+    def outputs(self) -> Sequence[TensorSpec]:
+        """Model outputs, in graph order."""
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """Free-form key/value metadata embedded in the model file (may be empty)."""
+        return {}
+
+    @property
+    def device(self) -> str:
+        """Where it runs, for logs and diagnostics, e.g. ``"cpu"`` or ``"cuda:0"``."""
+        return "cpu"
+
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict:
+        """Run the graph. ``feeds`` maps every input name to an array of its dtype.
+
+        Returns a dict from output name to a numpy array owned by the caller
+        (implementations that reuse output buffers must copy).
+        """
+
+    def close(self) -> None:
+        """Release backend resources. Safe to call twice."""
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

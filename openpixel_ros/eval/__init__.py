@@ -1,0 +1,1 @@
+"""Evaluation tools: ``python -m openpixel_ros.eval {clicks,semantic,lighting} ...``."""

@@ -1,0 +1,1 @@
+"""Model export: PyTorch checkpoint -> ONNX (``onnx_export``), ONNX -> TensorRT engine (``tensorrt``)."""

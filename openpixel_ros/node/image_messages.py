@@ -1,0 +1,40 @@
+"""sensor_msgs image messages <-> numpy arrays (the thin ROS half of image_codec)."""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..image_codec import decode_compressed_rgb8, decode_raw_rgb8
+
+_ENCODING_FOR = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint16), 1): "mono16",
+                 (np.dtype(np.uint8), 3): "rgb8"}
+
+
+def image_msg_to_rgb(msg: Image) -> np.ndarray:
+    """Any supported ``sensor_msgs/Image`` to an RGB uint8 array (raises ImageDecodeError)."""
+    return decode_raw_rgb8(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
+
+
+def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
+    return decode_compressed_rgb8(msg.format, msg.data)
+
+
+def array_to_image_msg(image: np.ndarray, header, encoding: str = None) -> Image:
+    """Wrap an HxW (mono8/mono16) or HxWx3 (rgb8) array; the header is copied by reference."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if encoding is None:
+        encoding = _ENCODING_FOR[(image.dtype, channels)]
+    image = np.ascontiguousarray(image)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = image.shape[:2]
+    msg.encoding = encoding
+    msg.is_bigendian = 0 if image.dtype.byteorder in ("=", "<", "|") else 1
+    msg.step = image.strides[0]
+    # array.array('B') is accepted without the per-element type check a bytes value triggers.
+    data = array.array("B")
+    data.frombytes(memoryview(image).cast("B"))
+    msg.data = data
+    return msg

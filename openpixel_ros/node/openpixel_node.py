@@ -1,0 +1,288 @@
+"""openpixel_node: camera frames in, label image / mask / colour / overlay out.
+
+Topics, services and parameters are documented in docs/nodes.md.
+
+Threading: the subscription callback only drops the message into a one-slot
+mailbox (:class:`LatestFrameSlot`); a worker thread decodes and segments the
+newest frame. A slow engine therefore drops frames (counted) rather than
+queueing them, and latency stays bounded.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+import rclpy.executors
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..engines import EngineError
+from ..image_codec import ImageDecodeError
+from ..latest_frame import LatestFrameSlot
+from ..model_contract import ContractError
+from ..segmentor import Segmentor
+from ..visualize import colorize, overlay
+from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
+from .parameters import NODE_PARAMETERS, spec_by_name
+
+_RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
+                "best_available": ReliabilityPolicy.BEST_AVAILABLE}
+_LOG_THROTTLE_S = 5.0
+
+
+class StartupError(RuntimeError):
+    """Configuration that prevents the node from starting; one line, logged before exit."""
+
+
+class OpenPixelNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("openpixel", **kwargs)
+        self._specs = spec_by_name()
+        for spec in NODE_PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
+                description=spec.description, read_only=spec.read_only))
+        errors = [e for e in (spec.validate(self.get_parameter(spec.name).value) for spec in NODE_PARAMETERS) if e]
+        if errors:
+            raise StartupError("invalid parameters: " + "; ".join(errors))
+        p = self._param
+
+        model_path = p("model_path") or None
+        try:
+            self.segmentor = Segmentor(model_path, engine=p("engine"), device=p("device"), threads=p("threads"),
+                                       label_upsampling=p("label_upsampling"))
+        except (EngineError, ContractError, FileNotFoundError) as exc:
+            raise StartupError(str(exc)) from None
+        contract = self.segmentor.contract
+        try:
+            self.segmentor.set_foreground_classes([c for c in p("foreground_classes") if c != ""])
+        except ContractError as exc:
+            raise StartupError(f"foreground_classes: {exc}") from None
+        self._palette = contract.color_table()
+        self._alpha = float(p("overlay_alpha"))
+        self._min_period = 1.0 / p("max_rate_hz") if p("max_rate_hz") > 0 else 0.0
+        self._engine_delay = p("debug.engine_delay_ms") / 1e3
+        self._input_timeout = p("input_timeout")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # -- outputs --
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p("output_qos.depth"),
+                             reliability=_RELIABILITY[p("output_qos.reliability")],
+                             durability=DurabilityPolicy.VOLATILE)
+        self.pub_label = self.create_publisher(Image, "~/label", out_qos)
+        self.pub_mask = self.create_publisher(Image, "~/mask", out_qos)
+        self.pub_color = self.create_publisher(Image, "~/color", out_qos)
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # -- input --
+        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p("qos.depth"),
+                            reliability=_RELIABILITY[p("qos.reliability")], durability=DurabilityPolicy.VOLATILE)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        self._transport = p("input_transport")
+        if self._transport == "compressed":
+            topic = self.resolve_topic_name("image") + "/compressed"
+            self._sub = self.create_subscription(CompressedImage, topic, self._on_image, in_qos,
+                                                 event_callbacks=events)
+        else:
+            topic = "image"
+            self._sub = self.create_subscription(Image, topic, self._on_image, in_qos, event_callbacks=events)
+
+        # -- state --
+        self._slot = LatestFrameSlot()
+        self._stats_lock = threading.Lock()
+        self._processed = 0
+        self._skipped_no_subscribers = 0
+        self._errors = 0
+        self._last_error = ""
+        self._last_frame_time = None
+        self._latency_ms = deque(maxlen=300)
+        self._engine_ms = deque(maxlen=300)
+        self._latest_msg = None  # newest camera message, kept undecoded for click prompts
+        self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
+        self._worker.start()
+        self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
+
+        eng = self.segmentor.semantic.engine
+        self.get_logger().info(
+            f"model {self.segmentor.model_path} ({contract.num_classes} classes: "
+            f"{', '.join(contract.classes[:6])}{', ...' if contract.num_classes > 6 else ''}) on "
+            f"{eng.backend}/{eng.device}; listening on {self._sub.topic_name} ({self._transport}, "
+            f"{p('qos.reliability')}, depth {p('qos.depth')}); mask classes "
+            f"{[contract.classes[i] for i in self.segmentor.foreground_ids]}")
+
+    # -- parameters -------------------------------------------------------------------
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            spec = self._specs.get(param.name)
+            if spec is None:
+                continue
+            if spec.read_only:
+                return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up")
+            error = spec.validate(param.value)
+            if error:
+                return SetParametersResult(successful=False, reason=error)
+            if param.name == "foreground_classes":
+                try:
+                    self.segmentor.contract.class_ids([c for c in param.value if c != ""])
+                except ContractError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+        for param in params:  # all valid: apply
+            if param.name == "foreground_classes":
+                self.segmentor.set_foreground_classes([c for c in param.value if c != ""])
+            elif param.name == "overlay_alpha":
+                self._alpha = float(param.value)
+            elif param.name == "label_upsampling":
+                self.segmentor.semantic.label_upsampling = param.value
+            elif param.name == "max_rate_hz":
+                self._min_period = 1.0 / param.value if param.value > 0 else 0.0
+            elif param.name == "debug.engine_delay_ms":
+                self._engine_delay = param.value / 1e3
+            elif param.name == "input_timeout":
+                self._input_timeout = param.value
+        return SetParametersResult(successful=True)
+
+    # -- input ------------------------------------------------------------------------
+    def _on_image(self, msg) -> None:
+        now = time.monotonic()
+        self._last_frame_time = now
+        self._latest_msg = msg
+        self._slot.put((msg, now))
+
+    def _on_incompatible_qos(self, event) -> None:
+        self.get_logger().warn(
+            f"a publisher on {self._sub.topic_name} offers incompatible QoS (policy "
+            f"{event.last_policy_kind}); set qos.reliability to best_effort or best_available",
+            throttle_duration_sec=_LOG_THROTTLE_S)
+
+    def _decode(self, msg) -> np.ndarray:
+        if self._transport == "compressed":
+            return compressed_msg_to_rgb(msg)
+        return image_msg_to_rgb(msg)
+
+    def _report_error(self, text: str) -> None:
+        with self._stats_lock:
+            self._errors += 1
+            self._last_error = text
+        self.get_logger().warn(text, throttle_duration_sec=_LOG_THROTTLE_S)
+
+    # -- inference worker -------------------------------------------------------------
+    def _outputs_wanted(self) -> dict:
+        return {name: pub.get_subscription_count() > 0 for name, pub in (
+            ("label", self.pub_label), ("mask", self.pub_mask), ("color", self.pub_color),
+            ("overlay", self.pub_overlay))}
+
+    def _work_loop(self) -> None:
+        last_start = 0.0
+        while rclpy.ok() and not self._slot.closed:
+            item = self._slot.take(timeout=0.5)
+            if item is None:
+                continue
+            if self._min_period and time.monotonic() - last_start < self._min_period:
+                continue  # rate cap: this frame is skipped, the next one is waited for
+            last_start = time.monotonic()
+            msg, received = item
+            try:
+                self._process(msg, received)
+            except (ImageDecodeError, ValueError) as exc:
+                self._report_error(f"dropped frame from {self._sub.topic_name}: {exc}")
+            except EngineError as exc:
+                self._report_error(f"inference failed: {exc}")
+            except Exception as exc:  # keep the node alive; the message says what happened
+                if not rclpy.ok():
+                    break
+                self._report_error(f"unexpected error on frame: {type(exc).__name__}: {exc}")
+
+    def _process(self, msg, received: float) -> None:
+        wanted = self._outputs_wanted()
+        if not any(wanted.values()):
+            with self._stats_lock:
+                self._skipped_no_subscribers += 1
+            return
+        rgb = self._decode(msg)
+        result = self.segmentor.segment(rgb)
+        if self._engine_delay:
+            time.sleep(self._engine_delay)
+        header = msg.header
+        if wanted["label"]:
+            self.pub_label.publish(array_to_image_msg(result.labels, header))
+        if wanted["mask"]:
+            self.pub_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
+        if wanted["color"] or wanted["overlay"]:
+            color = colorize(result.labels, self._palette)
+            if wanted["color"]:
+                self.pub_color.publish(array_to_image_msg(color, header, "rgb8"))
+            if wanted["overlay"]:
+                self.pub_overlay.publish(array_to_image_msg(overlay(rgb, color, self._alpha, result.labels),
+                                                            header, "rgb8"))
+        with self._stats_lock:
+            self._processed += 1
+            self._latency_ms.append((time.monotonic() - received) * 1e3)
+            self._engine_ms.append(result.timings.get("engine_ms", 0.0))
+
+    # -- diagnostics ------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        with self._stats_lock:
+            latency = np.percentile(self._latency_ms, [50, 95]) if self._latency_ms else (0.0, 0.0)
+            engine = float(np.median(self._engine_ms)) if self._engine_ms else 0.0
+            values = {
+                "frames_received": self._slot.received, "frames_processed": self._processed,
+                "frames_dropped": self._slot.dropped, "frames_skipped_no_subscribers": self._skipped_no_subscribers,
+                "errors": self._errors, "last_error": self._last_error,
+                "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
+                "engine_median_ms": f"{engine:.1f}",
+            }
+        status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=self.get_fully_qualified_name())
+        since = None if self._last_frame_time is None else time.monotonic() - self._last_frame_time
+        if since is None:
+            status.level, status.message = DiagnosticStatus.WARN, f"no frames yet on {self._sub.topic_name}"
+        elif since > self._input_timeout:
+            status.level, status.message = DiagnosticStatus.WARN, \
+                f"input stale: no frame on {self._sub.topic_name} for {since:.1f} s"
+        elif self._last_error and values["errors"] and values["frames_processed"] == 0:
+            status.level, status.message = DiagnosticStatus.ERROR, self._last_error
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diagnostics.publish(array_msg)
+
+    def destroy_node(self):
+        self._slot.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        self.segmentor.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = OpenPixelNode()
+    except StartupError as exc:
+        rclpy.logging.get_logger("openpixel").fatal(str(exc))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

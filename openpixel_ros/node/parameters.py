@@ -1,0 +1,82 @@
+"""The node's parameters in one table: declared, validated and documented from here.
+
+``docs/nodes.md`` and ``config/openpixel.yaml`` list exactly these (a test checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False          # True: fixed at start-up (changing it needs a restart)
+    choices: Optional[Sequence] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error message or None
+
+    def validate(self, value) -> Optional[str]:
+        """None when ``value`` is acceptable, else a one-line reason."""
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if self.min is not None and value < self.min:
+            return f"{self.name} must be >= {self.min}, got {value}"
+        if self.max is not None and value > self.max:
+            return f"{self.name} must be <= {self.max}, got {value}"
+        if self.check is not None:
+            return self.check(value)
+        return None
+
+
+def _nonempty_topic(value):
+    return None if value else "topic names must not be empty"
+
+
+NODE_PARAMETERS = (
+    # -- model and engine (start-up only) --
+    ParamSpec("model_path", "", "ONNX model (or TensorRT .engine). Empty: the package's default model "
+              "(MediaPipe selfie segmentation, classes background/person).", read_only=True),
+    ParamSpec("engine", "onnxruntime", "Inference backend.", read_only=True,
+              choices=("onnxruntime", "tensorrt")),
+    ParamSpec("device", "cpu", "cpu, cuda or cuda:N (ONNX Runtime needs onnxruntime-gpu for cuda).",
+              read_only=True, check=lambda v: None if v == "cpu" or v.startswith("cuda") else
+              f"device must be cpu, cuda or cuda:N, got {v!r}"),
+    ParamSpec("threads", 0, "ONNX Runtime intra-op threads; 0 = one per core.", read_only=True, min=0, max=256),
+    # -- input --
+    ParamSpec("input_transport", "raw", "raw: subscribe to sensor_msgs/Image on 'image'. compressed: "
+              "sensor_msgs/CompressedImage (jpeg/png) on '<image>/compressed', image_transport's naming.",
+              read_only=True, choices=("raw", "compressed")),
+    ParamSpec("qos.reliability", "best_available", "Input subscription reliability. best_available matches "
+              "any camera: reliable when every publisher offers it, else best effort. Prefer reliable "
+              "publishers (or shared-memory transport) for large images: best-effort frames of ~1 MB and "
+              "more are mostly lost over UDP.", read_only=True,
+              choices=("best_available", "reliable", "best_effort")),
+    ParamSpec("qos.depth", 1, "Input queue depth. 1 = keep only the newest frame.", read_only=True,
+              min=1, max=100),
+    ParamSpec("output_qos.reliability", "reliable", "Reliability of the output publishers.", read_only=True,
+              choices=("reliable", "best_effort")),
+    ParamSpec("output_qos.depth", 1, "Depth of the output publishers.", read_only=True, min=1, max=100),
+    # -- outputs (changeable at run time) --
+    ParamSpec("foreground_classes", [""], "Class names or ids that make up ~/mask. [''] = every class "
+              "except class 0 (background)."),
+    ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min=0.0, max=1.0),
+    ParamSpec("label_upsampling", "bilinear", "How logits return to the frame's size: bilinear (upsample "
+              "scores, then argmax; smooth edges) or nearest (argmax, then upsample labels; cheaper).",
+              choices=("bilinear", "nearest")),
+    ParamSpec("max_rate_hz", 0.0, "Upper bound on the inference rate; 0 = as fast as the engine allows.",
+              min=0.0, max=1000.0),
+    # -- monitoring --
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.1, max=60.0),
+    ParamSpec("input_timeout", 2.0, "Seconds without frames before diagnostics report the camera stale.",
+              min=0.1, max=3600.0),
+    ParamSpec("debug.engine_delay_ms", 0.0, "Benchmarking only: sleep this long after every inference "
+              "to emulate a slower engine.", min=0.0, max=10000.0),
+)
+
+
+def spec_by_name(specs=NODE_PARAMETERS) -> dict:
+    return {s.name: s for s in specs}

@@ -1,0 +1,169 @@
+"""The Python API without ROS, and the code path the node runs.
+
+    from openpixel_ros import Segmentor
+    seg = Segmentor("model.onnx", device="cpu")      # no argument: the package's default model
+    r = seg.infer(frame, clicks=[(x, y, 1), ...])     # frame: HxWx3 uint8, RGB (color_order="bgr" for OpenCV frames)
+    r.labels, r.mask, r.score, r.timings
+
+Frame -> lighting adaptation -> engine -> post-processing. The ROS node holds
+one Segmentor and calls :meth:`Segmentor.segment` on every camera frame, so the
+two give identical results on the same frame.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .semantic import SemanticSegmenter
+from .visualize import foreground_mask
+
+
+@dataclass
+class SegmentationResult:
+    labels: Optional[np.ndarray]  # HxW class ids (None for a click-only result)
+    mask: np.ndarray              # HxW uint8 0/255: foreground classes, or the clicked object
+    score: float                  # semantic: mean top-class confidence; clicks: the prompt engine's score
+    timings: dict = field(default_factory=dict)  # milliseconds per stage
+    adaptation: object = None     # AdaptationState of this frame (None when adaptation is off)
+    candidates: list = field(default_factory=list)  # click mode with multimask: [(mask, score), ...]
+
+
+def _to_rgb(frame: np.ndarray, color_order: str) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.size == 0:
+        raise ValueError(f"expected a non-empty uint8 frame, got {frame.dtype} {frame.shape}")
+    if frame.ndim == 2:
+        return np.repeat(frame[..., None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise ValueError(f"expected HxW, HxWx3 or HxWx4, got {frame.shape}")
+    frame = frame[..., :3]
+    if color_order == "bgr":
+        return np.ascontiguousarray(frame[..., ::-1])
+    if color_order != "rgb":
+        raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
+    return frame
+
+
+class Segmentor:
+    """Semantic segmentation (+ optional click prompts and lighting adaptation) on numpy frames.
+
+    Parameters mirror the node's: ``engine`` (onnxruntime | tensorrt), ``device``
+    (cpu | cuda), ``threads``, ``foreground_classes`` (names or ids; default all
+    but class 0), ``adaptation`` (an ``AdaptationConfig``, or None/False for off),
+    ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel").
+    """
+
+    def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = "cpu", threads: int = 0,
+                 foreground_classes: Optional[Sequence] = None, label_upsampling: str = "bilinear",
+                 adaptation=None, prompt_engine: Optional[str] = None, prompt_model=None,
+                 color_order: str = "rgb", **engine_options):
+        if model is None:
+            from .default_model import default_model_path
+            model = default_model_path()
+        self.model_path = model
+        self.semantic = SemanticSegmenter.from_file(model, engine=engine, device=device, threads=threads,
+                                                    label_upsampling=label_upsampling, **engine_options)
+        self.contract = self.semantic.contract
+        self.color_order = color_order
+        self.set_foreground_classes(foreground_classes)
+        self.adapter = None
+        if adaptation:
+            from .adaptation import AdaptationConfig, LightingAdapter
+            config = adaptation if isinstance(adaptation, AdaptationConfig) else AdaptationConfig()
+            self.adapter = LightingAdapter(config)
+        self._prompt_engine_name = prompt_engine
+        self._prompt_model = prompt_model
+        self._prompt_engine = None
+
+    # -- configuration ----------------------------------------------------------------
+    def set_foreground_classes(self, classes: Optional[Sequence]) -> None:
+        """Classes that make up ``mask``: names or ids; empty/None means every class but 0."""
+        if classes:
+            self.foreground_ids = self.contract.class_ids(list(classes))
+        else:
+            self.foreground_ids = list(range(1, self.contract.num_classes))
+
+    @property
+    def prompt_engine(self):
+        """The click-prompt engine, created on first use."""
+        if self._prompt_engine is None:
+            from .interactive import create_prompt_engine
+            self._prompt_engine = create_prompt_engine(self._prompt_engine_name or "classical",
+                                                       self._prompt_model)
+        return self._prompt_engine
+
+    # -- inference --------------------------------------------------------------------
+    def adapt(self, rgb: np.ndarray):
+        """Lighting adaptation of one frame: (adapted frame, state, conditioning vector)."""
+        if self.adapter is None:
+            return rgb, None, None
+        adapted, state = self.adapter.process(rgb)
+        vector = self.adapter.conditioning_vector(state) if self.contract.conditioning else None
+        return adapted, state, vector
+
+    def segment(self, rgb: np.ndarray) -> SegmentationResult:
+        """Semantic segmentation of an RGB uint8 frame (the node's per-frame call)."""
+        t0 = time.perf_counter()
+        adapted, state, vector = self.adapt(rgb)
+        t1 = time.perf_counter()
+        out, geom, timings = self.semantic.run_model(adapted, vector)
+        t2 = time.perf_counter()
+        labels = self.semantic.labels_from_output(out, geom, rgb.shape[:2])
+        mask = foreground_mask(labels, self.foreground_ids)
+        score = _confidence(out, self.contract.output.kind)
+        timings.update(adaptation_ms=(t1 - t0) * 1e3, postprocess_ms=(time.perf_counter() - t2) * 1e3)
+        return SegmentationResult(labels=labels, mask=mask, score=score, timings=timings, adaptation=state)
+
+    def segment_clicks(self, rgb: np.ndarray, prompt, multimask: bool = False, key=None) -> SegmentationResult:
+        """Click-prompted mask of an RGB frame; ``prompt`` is an ``interactive.ClickPrompt``.
+
+        ``key`` identifies the frame (e.g. its stamp) so repeated clicks reuse the engine's cached
+        image features.
+        """
+        engine = self.prompt_engine
+        t0 = time.perf_counter()
+        engine.set_image(rgb, key=key)
+        result = engine.predict(prompt, multimask=multimask)
+        timings = dict(result.timings)
+        timings.setdefault("total_ms", (time.perf_counter() - t0) * 1e3)
+        masks = [m.view(np.uint8) * np.uint8(255) for m in result.masks]
+        return SegmentationResult(labels=None, mask=masks[0], score=float(result.scores[0]), timings=timings,
+                                  candidates=list(zip(masks, [float(s) for s in result.scores])))
+
+    def infer(self, frame: np.ndarray, clicks: Optional[Sequence] = None, box=None,
+              color_order: Optional[str] = None, multimask: bool = False) -> SegmentationResult:
+        """Segment one frame. Without clicks: the label image and the foreground mask.
+
+        With ``clicks`` (``[(x, y, label), ...]``, label 1 = object, 0 = background) and/or
+        ``box`` (x0, y0, x1, y1): the clicked object's mask and score, plus the label image.
+        """
+        rgb = _to_rgb(frame, color_order or self.color_order)
+        result = self.segment(rgb)
+        if clicks or box is not None:
+            from .interactive import ClickPrompt
+            clicks = list(clicks or [])
+            prompt = ClickPrompt.from_lists([(c[0], c[1]) for c in clicks], [c[2] for c in clicks], box=box,
+                                            image_size=rgb.shape[:2])
+            clicked = self.segment_clicks(rgb, prompt, multimask=multimask)
+            clicked.labels = result.labels
+            clicked.adaptation = result.adaptation
+            clicked.timings = {**result.timings, **{f"click_{k}": v for k, v in clicked.timings.items()}}
+            return clicked
+        return result
+
+    def close(self) -> None:
+        self.semantic.engine.close()
+
+
+def _confidence(out: np.ndarray, kind: str) -> float:
+    """Mean top-class probability over the model's output grid (cheap: model resolution)."""
+    maps = np.asarray(out[0], np.float32)
+    if kind == "probability":
+        p = maps[0]
+        return float(np.mean(np.maximum(p, 1.0 - p)))
+    m = maps.max(axis=0, keepdims=True)
+    e = np.exp(maps - m)
+    return float(np.mean(1.0 / e.sum(axis=0)))
