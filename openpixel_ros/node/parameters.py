@@ -80,3 +80,42 @@ NODE_PARAMETERS = (
 
 def spec_by_name(specs=NODE_PARAMETERS) -> dict:
     return {s.name: s for s in specs}
+
+
+def _yaml_value(value) -> str:
+    import json
+    return json.dumps(value)
+
+
+def render_params_yaml(node_name: str = "openpixel", specs=NODE_PARAMETERS) -> str:
+    """config/openpixel.yaml: every parameter at its default, each with its description."""
+    import textwrap
+    lines = [f"# Parameters of {node_name}_node. Generated from openpixel_ros/node/parameters.py",
+             "# (python -m openpixel_ros.node.parameters --yaml); docs/nodes.md explains each.",
+             "# '(start-up)' parameters are read once; the others can be changed with ros2 param set.",
+             f"{node_name}:", "  ros__parameters:"]
+    for spec in specs:
+        note = " (start-up)" if spec.read_only else ""
+        for line in textwrap.wrap(spec.description + note, 96):
+            lines.append(f"    # {line}")
+        lines.append(f"    {spec.name}: {_yaml_value(spec.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_params_markdown(specs=NODE_PARAMETERS) -> str:
+    """The parameter table of docs/nodes.md."""
+    rows = ["| parameter | type | default | run time | description |", "|---|---|---|---|---|"]
+    for spec in specs:
+        kind = type(spec.default).__name__ if not isinstance(spec.default, list) else "string[]"
+        allowed = f" One of: {', '.join(f'`{c}`' for c in spec.choices)}." if spec.choices else ""
+        bounds = ""
+        if spec.min is not None or spec.max is not None:
+            bounds = f" Range [{spec.min if spec.min is not None else ''}, {spec.max if spec.max is not None else ''}]."
+        rows.append(f"| `{spec.name}` | {kind} | `{_yaml_value(spec.default)}` | "
+                    f"{'no (start-up)' if spec.read_only else 'yes'} | {spec.description}{allowed}{bounds} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+    print(render_params_markdown() if "--markdown" in sys.argv else render_params_yaml(), end="")

@@ -1,0 +1,94 @@
+"""camera_publisher: a looping camera for demos, tests and benchmarks.
+
+Publishes ``image`` (sensor_msgs/Image in any supported encoding) or
+``image/compressed`` (jpeg/png) from a video, an image folder or sample photos,
+stamping each frame with the current time so subscribers can measure latency.
+"""
+from __future__ import annotations
+
+import sys
+
+import rclpy
+import rclpy.executors
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..frame_sources import iter_frames
+from ..image_codec import SUPPORTED_ENCODINGS, encode_compressed, encode_raw
+from .image_messages import array_to_image_msg, byte_array
+
+
+class CameraPublisher(Node):
+    def __init__(self, **kwargs):
+        super().__init__("camera", **kwargs)
+        d = self.declare_parameter
+        d("source", "auto", ParameterDescriptor(description="auto, samples, a video file or an image folder"))
+        d("rate_hz", 30.0, ParameterDescriptor(description="publish rate"))
+        d("width", 0, ParameterDescriptor(description="resize to this width (0 = keep)"))
+        d("height", 0, ParameterDescriptor(description="resize to this height (0 = keep)"))
+        d("encoding", "rgb8", ParameterDescriptor(description="raw encoding: " + ", ".join(SUPPORTED_ENCODINGS)))
+        d("transport", "raw", ParameterDescriptor(description="raw or compressed"))
+        d("compressed_format", "jpeg", ParameterDescriptor(description="jpeg or png"))
+        d("frame_id", "camera", ParameterDescriptor(description="header.frame_id"))
+        d("max_frames", 0, ParameterDescriptor(description="stop after this many frames (0 = never)"))
+        d("reliability", "reliable", ParameterDescriptor(description="reliable or best_effort"))
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        w, h = g("width"), g("height")
+        self._frames = iter_frames(g("source"), loop=True, size=(w, h) if w and h else None)
+        self._encoding = g("encoding")
+        if self._encoding not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"unsupported encoding {self._encoding!r}")
+        self._transport = g("transport")
+        self._format = g("compressed_format")
+        self._frame_id = g("frame_id")
+        self._max_frames = g("max_frames")
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if g("reliability") == "best_effort"
+                         else ReliabilityPolicy.RELIABLE)
+        if self._transport == "compressed":
+            self._pub = self.create_publisher(CompressedImage, "image/compressed", qos)
+        else:
+            self._pub = self.create_publisher(Image, "image", qos)
+        self.published = 0
+        self.create_timer(1.0 / g("rate_hz"), self._tick)
+        self.get_logger().info(f"publishing {g('source')} on {self._pub.topic_name} at {g('rate_hz')} Hz "
+                               f"({self._transport}, {self._encoding if self._transport == 'raw' else self._format})")
+
+    def _tick(self) -> None:
+        if self._max_frames and self.published >= self._max_frames:
+            raise SystemExit(0)
+        rgb = next(self._frames)
+        stamp = self.get_clock().now().to_msg()
+        if self._transport == "compressed":
+            msg = CompressedImage(format=self._format)
+            msg.header.stamp, msg.header.frame_id = stamp, self._frame_id
+            msg.data = byte_array(encode_compressed(rgb, self._format))
+        else:
+            msg = array_to_image_msg(encode_raw(rgb, self._encoding), None, self._encoding)
+            msg.header.stamp, msg.header.frame_id = stamp, self._frame_id
+        self._pub.publish(msg)
+        self.published += 1
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = CameraPublisher()
+    except (ValueError, FileNotFoundError) as exc:
+        rclpy.logging.get_logger("camera").fatal(str(exc))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, SystemExit, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
