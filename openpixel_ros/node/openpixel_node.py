@@ -259,10 +259,14 @@ class OpenPixelNode(Node):
         self.pub_diagnostics.publish(array_msg)
 
     def destroy_node(self):
-        self._slot.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
-        self.segmentor.close()
+        # Also reached for a node whose __init__ failed half-way (rclpy's context cleanup).
+        slot, worker = getattr(self, "_slot", None), getattr(self, "_worker", None)
+        if slot is not None:
+            slot.close()
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=5.0)
+        if getattr(self, "segmentor", None) is not None:
+            self.segmentor.close()
         return super().destroy_node()
 
 

@@ -1,0 +1,76 @@
+"""Helpers for tests that run the real node in its own process and talk to it over DDS."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def node_command(*ros_args: str, params_file=REPO / "config" / "openpixel.yaml", executable="openpixel_node"):
+    """The node's console-script entry point with --ros-args --params-file, as users run it."""
+    exe = VENV_BIN / executable
+    assert exe.exists(), f"{exe} missing: run scripts/bootstrap.sh"
+    return [str(exe), "--ros-args", "--params-file", str(params_file), *ros_args]
+
+
+class NodeProcess:
+    def __init__(self, cmd, env):
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._output = None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(subprocess.signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self._output is None:
+            self._output = self.proc.stdout.read() if self.proc.stdout else ""
+        return self._output
+
+
+class Probe:
+    """A test-side rclpy node: publishers, subscribers that record, and a spin-until helper."""
+
+    def __init__(self, name="test_probe"):
+        self.node: Node = rclpy.create_node(name)
+        self.received = {}
+
+    def subscribe(self, msg_type, topic, reliable=True):
+        self.received[topic] = []
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable
+                         else ReliabilityPolicy.BEST_EFFORT)
+        self.node.create_subscription(msg_type, topic, self.received[topic].append, qos)
+        return self.received[topic]
+
+    def spin_until(self, condition, timeout=15.0, every=None, period=0.2) -> bool:
+        """Spin until ``condition()`` is true; call ``every()`` each ``period`` s (e.g. to republish)."""
+        end = time.monotonic() + timeout
+        next_call = 0.0
+        while time.monotonic() < end:
+            if every is not None and time.monotonic() >= next_call:
+                every()
+                next_call = time.monotonic() + period
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+            if condition():
+                return True
+        return condition()
+
+    def wait_for_subscriber(self, publisher, timeout=15.0) -> bool:
+        return self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout)
+
+    def destroy(self):
+        self.node.destroy_node()
