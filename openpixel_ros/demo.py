@@ -7,9 +7,10 @@ to the node's outputs, prints frames per second, end-to-end latency (camera stam
 to ``~/label`` receipt) and dropped frames, saves a few overlay PNGs and a short
 rosbag2 (.mcap) of the outputs, then stops everything and exits.
 
-DDS safety: every process it starts has ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and
-a ROS_DOMAIN_ID of its own (random unless --domain-id is given), so nothing leaves
-this machine and nothing crosses another ROS graph.
+DDS safety: every process it starts has ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, the
+shared-memory-only Fast DDS profile config/fastdds_shm.xml, and a ROS_DOMAIN_ID of its
+own (random unless --domain-id is given), so nothing leaves this machine and nothing
+crosses another ROS graph.
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def _executable(name: str) -> list:
 def dds_safe_env(domain_id=None) -> dict:
     """This process's environment, confined to localhost discovery on a private domain."""
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Shared-memory-only transport: fast for camera-sized messages, and nothing leaves the host.
+    profile = REPO / "config" / "fastdds_shm.xml"
+    if profile.is_file():
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
     os.environ.pop("ROS_LOCALHOST_ONLY", None)
     os.environ["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 100))
     return dict(os.environ, PYTHONUNBUFFERED="1")

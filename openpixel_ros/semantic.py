@@ -195,9 +195,10 @@ class SemanticSegmenter:
             if labels.shape != (H, W):
                 labels = cv2.resize(labels, (W, H), interpolation=cv2.INTER_NEAREST)
             return labels
-        scores = np.ascontiguousarray(maps.transpose(1, 2, 0), dtype=np.float32)
-        if scores.shape[:2] != (H, W):
-            scores = cv2.resize(scores, (W, H), interpolation=cv2.INTER_LINEAR)
-            if scores.ndim == 2:  # cv2 drops a single channel axis
-                scores = scores[..., None]
+        if maps.shape[1:] == (H, W):
+            return np.argmax(maps, axis=0).astype(dtype)
+        scores = cv2.resize(np.ascontiguousarray(maps.transpose(1, 2, 0), dtype=np.float32), (W, H),
+                            interpolation=cv2.INTER_LINEAR)
+        if scores.ndim == 2:  # cv2 drops a single channel axis
+            scores = scores[..., None]
         return np.argmax(scores, axis=2).astype(dtype)

@@ -5,11 +5,12 @@
 #
 # Environment:
 #   OPENPIXEL_VENV   venv location (default: <repo>/.venv)
-#   PYTHON           interpreter that creates a missing venv (default: python3; the ROS wheels
-#                    exist for CPython 3.11 and 3.12 on x86_64 Linux)
+#   PYTHON           interpreter that creates a missing venv (default: python3). The pinned set
+#                    is checked with CPython 3.11; the ROS wheels are x86_64 Linux only.
 #
 # Idempotent: pip runs only when requirements/*.txt changed, the interface build only when
-# msg/, srv/, CMakeLists.txt or package.xml changed (stamps inside the venv).
+# msg/, srv/, CMakeLists.txt, package.xml or the requirements changed, the editable install only
+# when setup.py changed (stamps inside the venv). Needs cmake (>= 3.20) and a C/C++ compiler.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +33,12 @@ venv_python="$VENV/bin/python"
 # sha256 of stdin, to compare with a stamp file in the venv.
 digest() { sha256sum | cut -d' ' -f1; }
 stamp_is_current() { [[ "$(cat "$1" 2>/dev/null)" == "$2" ]]; }
+# pip in the venv, quiet, without the per-package warnings that a pip config naming a missing
+# local index prints (as on these dev machines); its exit status is kept (pipefail).
+venv_pip() {
+    { "$venv_python" -m pip --quiet "$@" 2>&1 1>&3 3>&- \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2; } 3>&1
+}
 
 # Everything that decides what pip installs; a rerun with the same inputs skips pip.
 requirements_digest="$(
@@ -48,10 +55,10 @@ if stamp_is_current "$requirements_stamp" "$requirements_digest"; then
 else
     progress "installing pip==$PIP_VERSION and requirements/{$(IFS=,; echo "${REQUIREMENT_FILES[*]}")}.txt"
     rm -f "$requirements_stamp"
-    "$venv_python" -m pip install --quiet "pip==$PIP_VERSION"
+    venv_pip install "pip==$PIP_VERSION"
     requirement_args=()
     for name in "${REQUIREMENT_FILES[@]}"; do requirement_args+=(-r "requirements/$name.txt"); done
-    "$venv_python" -m pip install --quiet -c requirements/constraints.txt "${requirement_args[@]}"
+    venv_pip install -c requirements/constraints.txt "${requirement_args[@]}"
     echo "$requirements_digest" > "$requirements_stamp"
 fi
 
@@ -69,8 +76,7 @@ if stamp_is_current "$editable_stamp" "$editable_digest" \
 else
     progress "pip install -e . (editable, no dependencies)"
     rm -f "$editable_stamp"
-    "$venv_python" -m pip install --quiet --no-deps --no-build-isolation \
-        --config-settings editable_mode=compat -e .
+    venv_pip install --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
     echo "$editable_digest" > "$editable_stamp"
 fi
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # DDS safety: discovery stays on this machine, and each test run gets its own domain so parallel
 # runs (or a demo left running) never cross-talk. Set before any rclpy.init().
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO / "config" / "fastdds_shm.xml")  # shared memory only
 os.environ.pop("ROS_LOCALHOST_ONLY", None)
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 if "OPENPIXEL_TEST_DOMAIN_ID" not in os.environ:

@@ -267,13 +267,16 @@ SYNTHETIC_CASES = {
         (1, 9, 10, 4), (1, 5, 6, 2), _w(2, 3, 3, 4),
         options(schema.Conv2DOptionsT, padding=VALID, strideW=1, strideH=1, dilationWFactor=2,
                 dilationHFactor=2, fusedActivationFunction=ACT.RELU_N1_TO_1)),
+    "conv_grouped": lambda: conv_model(
+        (1, 6, 6, 4), (1, 6, 6, 6), _w(6, 3, 3, 2),
+        options(schema.Conv2DOptionsT, padding=SAME, strideW=1, strideH=1)),
     "conv_float16_weights": lambda: conv_model(
         (1, 8, 8, 3), (1, 8, 8, 4), _w(4, 1, 1, 3),
         options(schema.Conv2DOptionsT, padding=SAME, strideW=1, strideH=1), fp16=True),
-    "depthwise_multiplier2_same_stride2_tanh": lambda: conv_model(
+    "depthwise_multiplier2_same_stride2_relu": lambda: conv_model(
         (1, 10, 9, 3), (1, 5, 5, 6), _w(1, 5, 5, 6),
         options(schema.DepthwiseConv2DOptionsT, padding=SAME, strideW=2, strideH=2,
-                depthMultiplier=2, fusedActivationFunction=ACT.TANH), depthwise=True),
+                depthMultiplier=2, fusedActivationFunction=ACT.RELU), depthwise=True),
     "average_pool_same_excludes_padding": lambda: unary_model(
         OP.AVERAGE_POOL_2D, (1, 7, 8, 3), (1, 4, 4, 3), OPT.Pool2DOptions,
         options(schema.Pool2DOptionsT, padding=SAME, strideW=2, strideH=2, filterWidth=3,
@@ -296,6 +299,7 @@ SYNTHETIC_CASES = {
     "hard_swish": lambda: unary_model(OP.HARD_SWISH, (1, 4, 5, 3), (1, 4, 5, 3)),
     "logistic": lambda: unary_model(OP.LOGISTIC, (1, 4, 5, 3), (1, 4, 5, 3)),
     "relu6": lambda: unary_model(OP.RELU6, (1, 4, 5, 3), (1, 4, 5, 3)),
+    "tanh": lambda: unary_model(OP.TANH, (1, 4, 5, 3), (1, 4, 5, 3)),
     "add_constant_per_channel_relu": lambda: unary_model(
         OP.ADD, (1, 4, 5, 3), (1, 4, 5, 3), OPT.AddOptions,
         options(schema.AddOptionsT, fusedActivationFunction=ACT.RELU),
@@ -373,6 +377,16 @@ def test_unsupported_custom_operator_is_named(tmp_path):
     path.write_bytes(build_tflite([tensor("x", (1, 4, 4, 2)), tensor("y", (1, 4, 4, 2))],
                                   [operator("MaxUnpooling2D", [0], [1], custom=b"")], [0], [1]))
     with pytest.raises(NotImplementedError, match="MaxUnpooling2D"):
+        convert(path)
+
+
+def test_fused_tanh_is_rejected(tmp_path):
+    """TFLite's conv kernels ignore a fused TANH, so converting it either way would guess."""
+    path = tmp_path / "conv_tanh.tflite"
+    path.write_bytes(conv_model((1, 4, 4, 2), (1, 4, 4, 3), _w(3, 1, 1, 2),
+                                options(schema.Conv2DOptionsT, padding=SAME, strideW=1, strideH=1,
+                                        fusedActivationFunction=ACT.TANH)))
+    with pytest.raises(NotImplementedError, match="TANH"):
         convert(path)
 
 

@@ -153,32 +153,30 @@ class _Table:
         return _Table(self._tab.Bytes, self._tab.Indirect(o + self._tab.Pos))
 
     def tables(self, field_number: int) -> list:
-        o = self._offset(field_number)
-        if not o:
-            return []
-        start = self._tab.Vector(o)
-        return [_Table(self._tab.Bytes, self._tab.Indirect(start + 4 * i))
-                for i in range(self._tab.VectorLen(o))]
+        start, length = self.vector_span(field_number, 4)
+        return [_Table(self._tab.Bytes, self._tab.Indirect(start + 4 * i)) for i in range(length)]
 
     def array(self, field_number: int, dtype) -> np.ndarray:
         """A vector of scalars as a numpy array (a copy, so it is aligned and writable)."""
-        start, length = self.vector_span(field_number)
-        nbytes = length * np.dtype(dtype).itemsize
-        if start + nbytes > len(self._tab.Bytes):
-            raise ValueError("vector runs past the end of the file")
+        start, length = self.vector_span(field_number, np.dtype(dtype).itemsize)
         return np.frombuffer(self._tab.Bytes, dtype=np.dtype(dtype).newbyteorder("<"),
                              count=length, offset=start).astype(dtype)
 
     def raw_bytes(self, field_number: int) -> bytes:
-        start, length = self.vector_span(field_number)
-        if start + length > len(self._tab.Bytes):
-            raise ValueError("byte vector runs past the end of the file")
+        start, length = self.vector_span(field_number, 1)
         return bytes(self._tab.Bytes[start:start + length])
 
-    def vector_span(self, field_number: int) -> tuple:
-        """(start, length) of a vector field in the buffer; (0, 0) when absent."""
+    def vector_span(self, field_number: int, item_size: int) -> tuple:
+        """(start, length) of a vector field in the buffer; (0, 0) when absent. A vector
+        that would run past the end of the buffer raises ValueError, before anyone loops
+        over a garbage length."""
         o = self._offset(field_number)
-        return (self._tab.Vector(o), self._tab.VectorLen(o)) if o else (0, 0)
+        if not o:
+            return 0, 0
+        start, length = self._tab.Vector(o), self._tab.VectorLen(o)
+        if start + length * item_size > len(self._tab.Bytes):
+            raise ValueError("a vector runs past the end of the file")
+        return start, length
 
 
 def _enum(names, value: int) -> str:
@@ -300,7 +298,9 @@ class TFLiteModel:
             raise ValueError(f"{path} is not a TFLite model (no 'TFL3' FlatBuffer identifier)")
         try:
             return cls._parse(path, data)
-        except (IndexError, struct.error, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        # the FlatBuffers runtime raises TypeError for an offset outside uint32
+        except (IndexError, struct.error, TypeError, ValueError, UnicodeDecodeError,
+                OverflowError) as exc:
             raise ValueError(f"{path} is a corrupt or truncated TFLite model: {exc}") from None
 
     @classmethod
@@ -324,7 +324,7 @@ class TFLiteModel:
             if offset > 1:  # models over 2 GB keep buffers after the FlatBuffer, at a file offset
                 start, length = offset, size
             else:
-                start, length = b.vector_span(0)
+                start, length = b.vector_span(0, 1)
             if start + length > len(data):
                 raise ValueError(f"buffer {len(buffers)} runs past the end of the file")
             buffers.append((start, length))
@@ -356,16 +356,20 @@ class TFLiteModel:
                 raise ValueError(f"operator {i} uses opcode {opcode_index} of {len(opcodes)}")
             op_inputs = [int(x) for x in op.array(1, np.int32)]
             op_outputs = [int(x) for x in op.array(2, np.int32)]
-            if any(x >= len(tensors) for x in op_inputs + op_outputs):
+            if (any(not -1 <= x < len(tensors) for x in op_inputs)
+                    or any(not 0 <= x < len(tensors) for x in op_outputs)):
                 raise ValueError(f"operator {i} refers to a tensor out of range")
             operators.append(TFLiteOperator(
                 index=i, opcode=opcodes[opcode_index], inputs=op_inputs, outputs=op_outputs,
                 options=_parse_options(op.scalar(3, nt.Uint8Flags), op.table(4)),
                 custom_options=op.raw_bytes(5)))
+        graph_inputs = [int(x) for x in graph.array(1, np.int32)]
+        graph_outputs = [int(x) for x in graph.array(2, np.int32)]
+        if any(not 0 <= x < len(tensors) for x in graph_inputs + graph_outputs):
+            raise ValueError("a graph input or output refers to a tensor out of range")
         model = cls(path, data, version=version, description=description, tensors=tensors,
-                    operators=operators, inputs=[int(x) for x in graph.array(1, np.int32)],
-                    outputs=[int(x) for x in graph.array(2, np.int32)], buffers=buffers,
-                    subgraph_count=len(subgraphs))
+                    operators=operators, inputs=graph_inputs, outputs=graph_outputs,
+                    buffers=buffers, subgraph_count=len(subgraphs))
         for tensor in tensors:  # a size mismatch means a damaged file; find it now
             model.tensor_data(tensor.index)
         return model
@@ -392,12 +396,14 @@ class TFLiteModel:
         """Like :meth:`tensor_data`, but as the value the graph computes: follows DEQUANTIZE
         chains and dequantizes, so float weights come back as float32 whether stored as
         float16 or as affine-quantized ints. None when the tensor is not a constant."""
-        data = self.tensor_data(index)
-        if data is None:
+        seen = set()
+        while (data := self.tensor_data(index)) is None:
             producer = self._producers.get(index)
-            if producer is not None and producer.opcode == "DEQUANTIZE":
-                return self.constant(producer.inputs[0])
-            return None
+            if (producer is None or producer.opcode != "DEQUANTIZE" or not producer.inputs
+                    or producer.inputs[0] < 0 or index in seen):
+                return None
+            seen.add(index)
+            index = producer.inputs[0]
         tensor = self.tensors[index]
         if data.dtype == np.float16:
             return data.astype(np.float32)

@@ -117,9 +117,9 @@ class _Converter:
             self.node("Clip", [source, self.initializer(f"clip_min_{low:g}", np.float32(low)),
                                self.initializer(f"clip_max_{high:g}", np.float32(high))],
                       [target], name)
-        elif function == "TANH":
-            self.node("Tanh", [source], [target], name)
         else:
+            # TFLite's float kernels clamp for the three above and silently ignore the rest
+            # (TANH, SIGN_BIT), so there is no one meaning to reproduce.
             raise NotImplementedError(f"fused activation {function} is not supported")
 
     def emit_with_activation(self, op: TFLiteOperator, op_type: str, inputs: list, **attrs) -> None:
@@ -326,7 +326,9 @@ class _Converter:
             self.node("HardSwish", [x], [target], name)
         elif op.opcode == "LOGISTIC":
             self.node("Sigmoid", [x], [target], name)
-        else:  # RELU, RELU6, RELU_N1_TO_1, TANH share the fused-activation lowering
+        elif op.opcode == "TANH":
+            self.node("Tanh", [x], [target], name)
+        else:  # RELU, RELU6, RELU_N1_TO_1 share the fused-activation lowering
             self.emit_activation(op.opcode, x, target, name)
 
     HANDLERS = {
@@ -385,7 +387,11 @@ class _Converter:
                 raise NotImplementedError(
                     f"TFLite operator {op.opcode} (operator {op.index}) is not supported by the "
                     f"ONNX converter; supported: {', '.join(sorted(self.HANDLERS))}")
-            handler(self, op)
+            try:
+                handler(self, op)
+            except (IndexError, KeyError, TypeError) as exc:  # options or inputs missing
+                raise ValueError(f"{op.opcode} (operator {op.index}) in "
+                                 f"{self.model.path.name} is malformed: {exc!r}") from None
 
         for index in model.outputs:
             internal, public = self.names[index], output_names[index]
@@ -419,8 +425,8 @@ def convert(tflite_path, onnx_path=None, *, opset: int = 17, nchw: bool = True) 
     With ``nchw=True`` (the default) 4-D inputs and outputs are NCHW, e.g. an
     image input ``[1, 3, H, W]`` and a mask output ``[1, C, H, W]``; with
     ``nchw=False`` they keep TFLite's NHWC shapes. Raises ValueError for an
-    unreadable file or an opset below 14 and NotImplementedError for an
-    unsupported operator.
+    unreadable or inconsistent file or an opset below 14, and NotImplementedError
+    for an unsupported operator.
     """
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
@@ -432,7 +438,12 @@ def convert(tflite_path, onnx_path=None, *, opset: int = 17, nchw: bool = True) 
         graph, opset_imports=opset_ids, producer_name="openpixel_ros.tflite",
         ir_version=helper.find_min_ir_version_for(opset_ids),
         doc_string=f"Converted from {Path(tflite_path).name} ({model.description})".strip())
-    onnx.checker.check_model(onnx_model, full_check=True)
+    try:
+        onnx.checker.check_model(onnx_model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{Path(tflite_path).name} converts to an invalid ONNX graph "
+                         f"(inconsistent TFLite file?): {first_line}") from None
     if onnx_path is not None:
         onnx.save(onnx_model, str(onnx_path))
     return onnx_model

@@ -1,0 +1,44 @@
+"""Shared benchmark plumbing: DDS-safe environment, JSON output, a printed table."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SHARED = REPO.parent / "shared"
+
+
+def dds_safe_env() -> dict:
+    """Confine this process and its children to localhost discovery on a private domain."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+def machine() -> dict:
+    import platform
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": sys.version.split()[0]}
+
+
+def write_results(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    data = {"machine": machine(), **data}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def print_table(title: str, header: list, rows: list) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    print(f"\n{title}")
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))

@@ -1,0 +1,265 @@
+"""Shared plumbing of the evaluation tools: data pairing, image loading, class maps, scoring.
+
+* :func:`pair_by_stem` pairs images with label images by file stem.
+* :class:`ClassMap` maps a model's classes onto an evaluation set's class ids
+  (``config/class_maps/*.yaml``).
+* :class:`ConfusionMatrix` accumulates pixels and gives mIoU, pixel accuracy and
+  per-class IoU.
+* :func:`add_model_arguments` / :func:`load_segmenter` give every tool the same
+  ``--model/--engine/--contract/--threads`` options.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+ENGINE_CHOICES = ("onnxruntime", "tensorrt", "opencv-dnn")
+
+
+# -- data --------------------------------------------------------------------------------
+def _files_by_stem(folder: Path) -> dict:
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            files.setdefault(path.stem, path)
+    return files
+
+
+def pair_by_stem(images_dir, labels_dir, limit: Optional[int] = None) -> list:
+    """``[(stem, image_path, label_path)]`` for every image whose stem has a label, sorted by stem.
+
+    ``limit`` keeps the first N pairs. Raises FileNotFoundError for a missing folder and
+    ValueError when no stem matches.
+    """
+    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
+    for folder in (images_dir, labels_dir):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"not a directory: {folder}")
+    images, labels = _files_by_stem(images_dir), _files_by_stem(labels_dir)
+    pairs = [(stem, images[stem], labels[stem]) for stem in sorted(images) if stem in labels]
+    if not pairs:
+        raise ValueError(f"no image in {images_dir} has a label with the same stem in {labels_dir}")
+    return pairs[:limit] if limit else pairs
+
+
+def load_rgb(path) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_labels(path) -> np.ndarray:
+    """A class-id label image (grey or palette PNG) as HxW uint8 ids; palette PNGs give their indices."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in ("L", "P", "I;16", "I"):
+            raise ValueError(f"label image {path} has mode {image.mode}; expected single-channel class ids")
+        labels = np.asarray(image)
+    if labels.max(initial=0) > 255:
+        raise ValueError(f"label image {path} has ids above 255")
+    return labels.astype(np.uint8)
+
+
+# -- class maps --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClassMap:
+    """Model class index -> evaluation class id (``-1``: the model class has no evaluation
+    counterpart, so its pixels count as misses wherever the ground truth has a class)."""
+
+    table: np.ndarray            # int64 [num_model_classes]
+    target_classes: tuple        # evaluation class names, index = id
+    ignore_index: Optional[int]  # ground-truth id that is not scored
+    name: str = "identity"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.target_classes)
+
+    @classmethod
+    def identity(cls, model_classes: Sequence[str], ignore_index: Optional[int] = None) -> "ClassMap":
+        return cls(np.arange(len(model_classes), dtype=np.int64), tuple(model_classes), ignore_index)
+
+    @classmethod
+    def from_file(cls, path, model_classes: Sequence[str]) -> "ClassMap":
+        """Read a YAML/JSON class map (format in ``config/class_maps/README.md``) for a model's classes.
+
+        Keys of ``map`` are model class names (or indices); values are evaluation ids or null.
+        Every model class must appear, so a typo cannot silently drop a class.
+        """
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+        try:
+            targets = tuple(str(c) for c in data["target_classes"])
+            mapping = dict(data["map"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"class map {path} lacks {exc}") from None
+        model_classes = list(model_classes)
+        table = np.full(len(model_classes), -2, np.int64)
+        for key, value in mapping.items():
+            if isinstance(key, int) or str(key).isdigit():
+                index = int(key)
+            elif str(key) in model_classes:
+                index = model_classes.index(str(key))
+            else:
+                raise ValueError(f"class map {path.name}: model has no class {key!r} "
+                                 f"(model classes: {', '.join(model_classes)})")
+            if not 0 <= index < len(model_classes):
+                raise ValueError(f"class map {path.name}: class index {index} out of range")
+            target = -1 if value is None else int(value)
+            if not -1 <= target < len(targets):
+                raise ValueError(f"class map {path.name}: {key!r} -> {value} is not an id of {len(targets)} "
+                                 "evaluation classes (or null)")
+            table[index] = target
+        missing = [model_classes[i] for i in np.flatnonzero(table == -2)]
+        if missing:
+            raise ValueError(f"class map {path.name} does not map model classes: {', '.join(missing)}")
+        ignore = data.get("ignore_index")
+        return cls(table, targets, None if ignore is None else int(ignore), name=path.stem)
+
+    def apply(self, model_labels: np.ndarray) -> np.ndarray:
+        """Model class ids -> evaluation ids (``num_classes`` for unmapped classes)."""
+        lut = np.where(self.table < 0, self.num_classes, self.table)
+        return lut[model_labels].astype(np.int64)
+
+
+# -- scoring -----------------------------------------------------------------------------
+class ConfusionMatrix:
+    """Pixel counts ``[ground truth, prediction]`` over K classes plus a "no class" prediction column."""
+
+    def __init__(self, num_classes: int, ignore_index: Optional[int] = None):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.counts = np.zeros((num_classes, num_classes + 1), np.int64)
+
+    def update(self, ground_truth: np.ndarray, prediction: np.ndarray) -> None:
+        """Add one image. Ground-truth pixels equal to ``ignore_index`` or outside 0..K-1 are skipped;
+        predictions outside 0..K-1 count in the "no class" column (always wrong)."""
+        if ground_truth.shape != prediction.shape:
+            raise ValueError(f"label {ground_truth.shape} and prediction {prediction.shape} differ in size")
+        gt = ground_truth.astype(np.int64).ravel()
+        pred = prediction.astype(np.int64).ravel()
+        valid = (gt >= 0) & (gt < self.num_classes)
+        if self.ignore_index is not None:
+            valid &= gt != self.ignore_index
+        k = self.num_classes
+        pred = np.where((pred >= 0) & (pred < k), pred, k)
+        self.counts += np.bincount(gt[valid] * (k + 1) + pred[valid],
+                                   minlength=k * (k + 1)).reshape(k, k + 1)
+
+    def merge(self, other: "ConfusionMatrix") -> None:
+        self.counts += other.counts
+
+    def per_class_iou(self) -> np.ndarray:
+        """IoU per class; NaN for a class neither in the ground truth nor predicted."""
+        k = self.num_classes
+        tp = np.diag(self.counts[:, :k]).astype(np.float64)
+        gt_total = self.counts.sum(axis=1)
+        pred_total = self.counts[:, :k].sum(axis=0)
+        union = gt_total + pred_total - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(union > 0, tp / union, np.nan)
+
+    def miou(self) -> float:
+        iou = self.per_class_iou()
+        return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+
+    def pixel_accuracy(self) -> float:
+        total = self.counts.sum()
+        return float(np.trace(self.counts[:, :self.num_classes]) / total) if total else float("nan")
+
+    def summary(self, class_names: Sequence[str]) -> dict:
+        """``{"miou", "pixel_acc", "per_class_iou": {name: iou or None}}``."""
+        return {"miou": _json_float(self.miou()), "pixel_acc": _json_float(self.pixel_accuracy()),
+                "per_class_iou": {name: _json_float(v) for name, v in zip(class_names, self.per_class_iou())}}
+
+
+def _json_float(value: float):
+    return None if value is None or math.isnan(value) else round(float(value), 6)
+
+
+# -- models ------------------------------------------------------------------------------
+def add_data_arguments(parser) -> None:
+    """The data and model options shared by the ``semantic`` and ``lighting`` tools."""
+    parser.add_argument("--images", required=True, help="folder of input images")
+    parser.add_argument("--labels", required=True,
+                        help="folder of uint8 class-id PNGs, paired with the images by file stem")
+    parser.add_argument("--model", help="model file (default: the node's default model)")
+    parser.add_argument("--engine", default="onnxruntime", choices=ENGINE_CHOICES,
+                        help="inference engine; opencv-dnn is evaluation-only, for reference models "
+                             "such as the Torch7 ENet (default: %(default)s)")
+    parser.add_argument("--contract", help="metadata JSON for a model that has none (opencv-dnn)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, help="engine threads; 0 = one per core")
+    parser.add_argument("--class-map", help="YAML/JSON mapping the model's classes onto the label ids "
+                                            "(config/class_maps/); default: identity")
+    parser.add_argument("--ignore-index", type=int,
+                        help="label id that is not scored (default: the class map's, else 255)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N pairs (sorted by stem)")
+    parser.add_argument("--json", help="write the results to this JSON file")
+
+
+def resolve_model_path(model) -> Path:
+    """``model`` or the node's default model; SystemExit with a clear message when neither exists."""
+    if model:
+        return Path(model)
+    try:
+        from ..default_model import default_model_path
+        return default_model_path()
+    except (ImportError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: no --model given and the default model is unavailable ({exc})") from None
+
+
+def load_segmenter(args):
+    """The :class:`~openpixel_ros.semantic.SemanticSegmenter` the options describe."""
+    from ..model_contract import parse_contract
+    from ..semantic import SemanticSegmenter
+
+    path = resolve_model_path(args.model)
+    contract = parse_contract(json.loads(Path(args.contract).read_text())) if args.contract else None
+    if args.engine == "opencv-dnn":
+        from .opencv_dnn import load_reference
+        engine, contract = load_reference(path, contract, threads=args.threads)
+        return SemanticSegmenter(engine, contract)
+    if contract is None:
+        return SemanticSegmenter.from_file(path, engine=args.engine, device=args.device, threads=args.threads)
+    from ..engines import create_engine
+    engine = create_engine(args.engine, path, device=args.device, threads=args.threads)
+    return SemanticSegmenter(engine, contract)
+
+
+def class_map_for(args, model_classes: Sequence[str]) -> ClassMap:
+    """The class map the options ask for, with ``--ignore-index`` applied."""
+    if args.class_map:
+        class_map = ClassMap.from_file(args.class_map, model_classes)
+    else:
+        class_map = ClassMap.identity(model_classes)
+    ignore = args.ignore_index if args.ignore_index is not None else class_map.ignore_index
+    ignore = 255 if ignore is None else ignore
+    return ClassMap(class_map.table, class_map.target_classes, ignore, class_map.name)
+
+
+def write_json(path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def progress(message: str) -> None:
+    """One status line on stderr (stdout is kept for results)."""
+    print(message, file=sys.stderr, flush=True)
