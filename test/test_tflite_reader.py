@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
-from test_tflite_to_onnx import build_tflite, operator, selfie_tflite, tensor
+from test_tflite_to_onnx import (build_tflite, mediapipe_wheel, operator,  # noqa: F401 (fixtures)
+                                 selfie_models, tensor)
 
 from openpixel_ros.tflite import TFLiteModel
 
@@ -30,12 +31,12 @@ EXPECTED_OP_COUNTS = {
 
 
 @pytest.fixture(params=["selfie_segmentation", "selfie_segmentation_landscape", "deeplab"])
-def model_path(request, tmp_path_factory) -> Path:
+def model_path(request) -> Path:
     if request.param == "deeplab":
         if not DEEPLAB.is_file():
             pytest.skip("needs ../shared")
         return DEEPLAB
-    return selfie_tflite(request.param, tmp_path_factory)
+    return request.getfixturevalue("selfie_models")[request.param]
 
 
 def reference_interpreter(path: Path) -> Interpreter:
@@ -79,8 +80,8 @@ def test_operators_match_interpreter(model_path):
         assert list(ref["inputs"]) == op.inputs and list(ref["outputs"]) == op.outputs
 
 
-def test_selfie_float16_weights_follow_dequantize(tmp_path_factory):
-    model = TFLiteModel.load(selfie_tflite("selfie_segmentation", tmp_path_factory))
+def test_selfie_float16_weights_follow_dequantize(selfie_models):
+    model = TFLiteModel.load(selfie_models["selfie_segmentation"])
     first_conv = next(op for op in model.operators if op.opcode == "CONV_2D")
     weight_index = first_conv.inputs[1]
     assert model.tensor_data(weight_index) is None  # written by DEQUANTIZE at run time
@@ -97,8 +98,8 @@ def test_selfie_float16_weights_follow_dequantize(tmp_path_factory):
     assert model.constant(model.inputs[0]) is None
 
 
-def test_selfie_custom_op_and_resize_options(tmp_path_factory):
-    model = TFLiteModel.load(selfie_tflite("selfie_segmentation_landscape", tmp_path_factory))
+def test_selfie_custom_op_and_resize_options(selfie_models):
+    model = TFLiteModel.load(selfie_models["selfie_segmentation_landscape"])
     transpose_conv = next(op for op in model.operators
                           if op.opcode == "Convolution2DTransposeBias")
     # TfLitePoolParams-style: padding 1 (SAME), stride_w 2, stride_h 2
@@ -195,8 +196,8 @@ def test_truncated_file(tmp_path, good_bytes, fraction):
     assert_one_line_value_error(path, "corrupt or truncated")
 
 
-def test_truncated_real_model(tmp_path, tmp_path_factory):
-    data = selfie_tflite("selfie_segmentation", tmp_path_factory).read_bytes()
+def test_truncated_real_model(tmp_path, selfie_models):
+    data = selfie_models["selfie_segmentation"].read_bytes()
     path = tmp_path / "cut.tflite"
     for size in (16, 1000, len(data) // 2, len(data) - 5000):
         path.write_bytes(data[:size])

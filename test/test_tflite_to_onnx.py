@@ -2,7 +2,6 @@
 and on small synthetic TFLite models that exercise each operator's edge cases."""
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -28,20 +27,28 @@ TRT_FRIENDLY_OPS = {"Conv", "ConvTranspose", "Add", "Mul", "Relu", "Clip", "Tanh
 
 # ---- real models and images ----------------------------------------------
 
-def selfie_tflite(name: str, tmp_path_factory) -> Path:
-    """The selfie TFLite file from ../shared, else from a mediapipe wheel already fetched
-    by openpixel_fetch_model; skip when neither is here."""
-    shared = SHARED / "models" / "mediapipe_selfie" / f"{name}.tflite"
-    if shared.is_file():
-        return shared
-    wheel = default_model.model_dir() / "downloads" / default_model.WHEEL_FILENAME
-    if not wheel.is_file():
-        pytest.skip("needs ../shared or a wheel fetched by openpixel_fetch_model")
+@pytest.fixture(scope="session")
+def mediapipe_wheel(tmp_path_factory) -> Path:
+    """The mediapipe wheel: the one openpixel_fetch_model keeps, else one pip download per
+    test session (skipped when PyPI cannot be reached)."""
+    cached = default_model.model_dir() / "downloads" / default_model.WHEEL_FILENAME
+    if cached.is_file():
+        return cached
+    downloads = tmp_path_factory.getbasetemp() / "mediapipe_downloads"
     try:
-        paths = default_model.extract_selfie_tflite(wheel, tmp_path_factory.mktemp("selfie"))
-    except (RuntimeError, zipfile.BadZipFile) as exc:
-        pytest.skip(f"cached wheel unusable: {exc}")
-    return paths[name]
+        return default_model.download_wheel(downloads)
+    except RuntimeError as exc:
+        pytest.skip(f"no cached mediapipe wheel and PyPI unreachable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def selfie_models(request, tmp_path_factory) -> dict:
+    """{name: TFLite path} of both selfie models, from ../shared or else the mediapipe wheel."""
+    shared = SHARED / "models" / "mediapipe_selfie"
+    if all((shared / f"{name}.tflite").is_file() for name in SELFIE_NAMES):
+        return {name: shared / f"{name}.tflite" for name in SELFIE_NAMES}
+    wheel = request.getfixturevalue("mediapipe_wheel")
+    return default_model.extract_selfie_tflite(wheel, tmp_path_factory.mktemp("selfie"))
 
 
 def real_images() -> list:
@@ -78,8 +85,8 @@ def model_input(image: np.ndarray, height: int, width: int, low: float, high: fl
 
 
 @pytest.mark.parametrize("name", SELFIE_NAMES)
-def test_selfie_masks_match_interpreter_on_real_images(name, tmp_path_factory):
-    path = selfie_tflite(name, tmp_path_factory)
+def test_selfie_masks_match_interpreter_on_real_images(name, selfie_models):
+    path = selfie_models[name]
     height, width = (default_model.SELFIE_MODELS[name][k] for k in ("height", "width"))
     worst_agreement, worst_diff = 1.0, 0.0
     for label, image in real_images():
@@ -93,10 +100,10 @@ def test_selfie_masks_match_interpreter_on_real_images(name, tmp_path_factory):
     assert worst_diff < 1e-3
 
 
-def test_selfie_finds_the_astronaut(tmp_path_factory):
+def test_selfie_finds_the_astronaut(selfie_models):
     """The converted model is a working person segmenter: most of the astronaut photo's
     centre column (her face and suit) is person, its top corners are not."""
-    path = selfie_tflite("selfie_segmentation", tmp_path_factory)
+    path = selfie_models["selfie_segmentation"]
     _, output = run_both(path, model_input(skimage.data.astronaut(), 256, 256, 0.0, 1.0))
     mask = output[0, :, :, 0] > 0.5
     assert mask[40:200, 90:150].mean() > 0.8
@@ -118,8 +125,8 @@ def test_deeplab_labels_match_interpreter_on_real_images():
     assert worst_diff < 1e-3
 
 
-def test_nhwc_io_keeps_tflite_shapes(tmp_path_factory):
-    path = selfie_tflite("selfie_segmentation_landscape", tmp_path_factory)
+def test_nhwc_io_keeps_tflite_shapes(selfie_models):
+    path = selfie_models["selfie_segmentation_landscape"]
     model = convert(path, nchw=False)
     dims = [[d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in (model.graph.input[0], model.graph.output[0])]
@@ -129,8 +136,8 @@ def test_nhwc_io_keeps_tflite_shapes(tmp_path_factory):
     np.testing.assert_allclose(output, reference, atol=1e-3)
 
 
-def test_graph_is_nchw_throughout_with_trt_friendly_ops(tmp_path_factory, tmp_path):
-    path = selfie_tflite("selfie_segmentation_landscape", tmp_path_factory)
+def test_graph_is_nchw_throughout_with_trt_friendly_ops(selfie_models, tmp_path):
+    path = selfie_models["selfie_segmentation_landscape"]
     out = tmp_path / "selfie.onnx"
     model = convert(path, out, opset=17)
     assert onnx.load(str(out)).graph.node[0].op_type == model.graph.node[0].op_type

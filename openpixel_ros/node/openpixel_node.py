@@ -18,14 +18,16 @@ import numpy as np
 import rclpy
 import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from ..engines import EngineError
-from ..image_codec import ImageDecodeError
+from ..image_codec import ImageDecodeError, decode_raw
 from ..latest_frame import LatestFrameSlot
 from ..model_contract import ContractError
 from ..segmentor import Segmentor
@@ -57,7 +59,8 @@ class OpenPixelNode(Node):
         model_path = p("model_path") or None
         try:
             self.segmentor = Segmentor(model_path, engine=p("engine"), device=p("device"), threads=p("threads"),
-                                       label_upsampling=p("label_upsampling"))
+                                       label_upsampling=p("label_upsampling"), prompt_engine=p("prompt_engine"),
+                                       prompt_model=p("prompt_model") or None)
         except (EngineError, ContractError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from None
         contract = self.segmentor.contract
@@ -110,6 +113,22 @@ class OpenPixelNode(Node):
         self._worker.start()
         self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
 
+        # -- click prompts: a service, and clicks from image views --
+        self._click_lock = threading.Lock()
+        self._clicks = []  # [(x, y, label)] of the current click session
+        self._last_click_time = 0.0
+        self._session_timeout = p("click.session_timeout")
+        prompts = MutuallyExclusiveCallbackGroup()  # prompts never block the camera callback
+        from ..srv import SegmentAtPoints
+        self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points,
+                                        callback_group=prompts)
+        self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
+        self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
+        self.create_subscription(PointStamped, "~/click", lambda m: self._on_click(m, 1), 10,
+                                 callback_group=prompts)
+        self.create_subscription(PointStamped, "~/click_negative", lambda m: self._on_click(m, 0), 10,
+                                 callback_group=prompts)
+
         eng = self.segmentor.semantic.engine
         self.get_logger().info(
             f"model {self.segmentor.model_path} ({contract.num_classes} classes: "
@@ -150,6 +169,8 @@ class OpenPixelNode(Node):
                 self._engine_delay = param.value / 1e3
             elif param.name == "input_timeout":
                 self._input_timeout = param.value
+            elif param.name == "click.session_timeout":
+                self._session_timeout = param.value
         return SetParametersResult(successful=True)
 
     # -- input ------------------------------------------------------------------------
@@ -230,6 +251,85 @@ class OpenPixelNode(Node):
             self._latency_ms.append((time.monotonic() - received) * 1e3)
             self._engine_ms.append(result.timings.get("engine_ms", 0.0))
 
+    # -- click prompts ----------------------------------------------------------------
+    def _frame_for_prompt(self, image: Image):
+        """(header, rgb, cache key) of the request's image, or of the latest camera frame."""
+        if image.width and image.height:
+            return image.header, image_msg_to_rgb(image), None
+        msg = self._latest_msg
+        if msg is None:
+            raise ValueError(f"the request has no image and no camera frame has arrived on {self._sub.topic_name}")
+        stamp = msg.header.stamp
+        return msg.header, self._decode(msg), (stamp.sec, stamp.nanosec, msg.header.frame_id)
+
+    def _on_segment_at_points(self, request, response):
+        from ..interactive import PromptError
+        t0 = time.perf_counter()
+        try:
+            header, rgb, key = self._frame_for_prompt(request.image)
+            box = None
+            if request.box.width and request.box.height:
+                b = request.box
+                box = (b.x_offset, b.y_offset, b.x_offset + b.width, b.y_offset + b.height)
+            previous = None
+            if request.previous_mask.width and request.previous_mask.height:
+                pm = request.previous_mask
+                if pm.encoding != "mono8":
+                    raise ValueError(f"previous_mask must be mono8, got {pm.encoding!r}")
+                previous = decode_raw("mono8", pm.height, pm.width, pm.step, False, pm.data) > 127
+            from ..interactive import ClickPrompt
+            prompt = ClickPrompt.from_lists([(p.x, p.y) for p in request.points], list(request.labels), box=box,
+                                            previous_mask=previous, image_size=rgb.shape[:2])
+            result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
+        except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
+            response.success, response.message = False, str(exc).splitlines()[0]
+            self.get_logger().warn(f"segment_at_points refused: {response.message}",
+                                   throttle_duration_sec=_LOG_THROTTLE_S)
+            return response
+        response.success = True
+        response.mask = array_to_image_msg(result.mask, header, "mono8")
+        response.score = float(result.score)
+        response.area = int(np.count_nonzero(result.mask))
+        response.bbox = _bbox(result.mask)
+        if request.multimask_output:
+            response.candidate_masks = [array_to_image_msg(m, header, "mono8") for m, _ in result.candidates]
+            response.candidate_scores = [float(sc) for _, sc in result.candidates]
+        response.message = (f"{self.segmentor.prompt_engine.name}: area {response.area} px, score "
+                            f"{response.score:.2f}, {(time.perf_counter() - t0) * 1e3:.0f} ms")
+        return response
+
+    def _on_click(self, msg: PointStamped, label: int) -> None:
+        from ..interactive import ClickPrompt, PromptError
+        now = time.monotonic()
+        with self._click_lock:
+            if now - self._last_click_time > self._session_timeout:
+                self._clicks = []
+            self._last_click_time = now
+            self._clicks.append((msg.point.x, msg.point.y, label))
+            clicks = list(self._clicks)
+        try:
+            latest = self._latest_msg
+            if latest is None:
+                raise ValueError("click ignored: no camera frame yet")
+            rgb = self._decode(latest)
+            prompt = ClickPrompt.from_lists([c[:2] for c in clicks], [c[2] for c in clicks],
+                                            image_size=rgb.shape[:2])
+            stamp = latest.header.stamp
+            result = self.segmentor.segment_clicks(rgb, prompt, key=(stamp.sec, stamp.nanosec,
+                                                                     latest.header.frame_id))
+        except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
+            with self._click_lock:  # an invalid click must not poison the session
+                if self._clicks and self._clicks[-1] == clicks[-1]:
+                    self._clicks.pop()
+            self._report_error(f"click at ({msg.point.x:.1f}, {msg.point.y:.1f}): {str(exc).splitlines()[0]}")
+            return
+        self.pub_click_mask.publish(array_to_image_msg(result.mask, latest.header, "mono8"))
+        if self.pub_click_overlay.get_subscription_count():
+            color = np.zeros_like(rgb)
+            color[result.mask > 0] = (0, 255, 0) if label else (255, 128, 0)
+            self.pub_click_overlay.publish(array_to_image_msg(
+                overlay(rgb, color, self._alpha, result.mask // 255), latest.header, "rgb8"))
+
     # -- diagnostics ------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         with self._stats_lock:
@@ -270,6 +370,14 @@ class OpenPixelNode(Node):
         return super().destroy_node()
 
 
+def _bbox(mask: np.ndarray) -> RegionOfInterest:
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return RegionOfInterest()
+    return RegionOfInterest(x_offset=int(xs.min()), y_offset=int(ys.min()), width=int(xs.max() - xs.min() + 1),
+                            height=int(ys.max() - ys.min() + 1))
+
+
 def main(args=None) -> int:
     rclpy.init(args=args)
     try:
@@ -278,8 +386,10 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("openpixel").fatal(str(exc))
         rclpy.try_shutdown()
         return 1
+    executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        executor.spin()
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:

@@ -69,6 +69,14 @@ NODE_PARAMETERS = (
               choices=("bilinear", "nearest")),
     ParamSpec("max_rate_hz", 0.0, "Upper bound on the inference rate; 0 = as fast as the engine allows.",
               min=0.0, max=1000.0),
+    # -- click prompts --
+    ParamSpec("prompt_engine", "classical", "Engine for click prompts (~/segment_at_points, ~/click): classical "
+              "(no weights), sam (Segment-Anything-format ONNX pair) or openpixel.", read_only=True,
+              choices=("classical", "sam", "openpixel")),
+    ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
+              "beside it, see docs/interactive.md) or the OpenPixel model; unused by classical.", read_only=True),
+    ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
+              "one object) until this many seconds pass without a click.", min=0.5, max=3600.0),
     # -- monitoring --
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.1, max=60.0),
     ParamSpec("input_timeout", 2.0, "Seconds without frames before diagnostics report the camera stale.",

@@ -1,0 +1,29 @@
+"""The parameter table, config/openpixel.yaml and docs/nodes.md stay in step."""
+from pathlib import Path
+
+import yaml
+
+from openpixel_ros.node.parameters import NODE_PARAMETERS, render_params_markdown, render_params_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_config_file_is_the_generated_one():
+    assert (REPO / "config" / "openpixel.yaml").read_text() == render_params_yaml(), \
+        "regenerate: python -m openpixel_ros.node.parameters --yaml > config/openpixel.yaml"
+
+
+def test_config_holds_every_parameter_at_its_default():
+    params = yaml.safe_load((REPO / "config" / "openpixel.yaml").read_text())["openpixel"]["ros__parameters"]
+    assert params == {s.name: s.default for s in NODE_PARAMETERS}
+
+
+def test_docs_table_is_current():
+    docs = (REPO / "docs" / "nodes.md").read_text()
+    assert render_params_markdown() in docs, \
+        "regenerate the table in docs/nodes.md: python -m openpixel_ros.node.parameters --markdown"
+
+
+def test_defaults_pass_their_own_validation():
+    for spec in NODE_PARAMETERS:
+        assert spec.validate(spec.default) is None, spec.name
