@@ -10,6 +10,7 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_shm.xml
 
 setup:
 	bash scripts/bootstrap.sh
+	.venv/bin/openpixel_fetch_model
 
 demo: setup
 	.venv/bin/openpixel_demo

@@ -54,10 +54,11 @@ class _Converter:
         self.nchw = nchw
         self.nodes: list = []
         self.initializers: list = []
-        self._initializer_names: set = set()
+        self._initializer_names: dict = {}  # key -> ONNX name, so shared weights stay shared
         # Values known at conversion time (NHWC semantics), e.g. dequantized weights.
         self.folded: dict = {}
         self.names = self._unique_names()
+        self._used_names = set(self.names.values())
 
     def _unique_names(self) -> dict:
         names, seen = {}, set()
@@ -80,11 +81,21 @@ class _Converter:
             return self.folded[index]
         return self.model.constant(index)
 
-    def initializer(self, name: str, array: np.ndarray) -> str:
-        if name not in self._initializer_names:
-            self._initializer_names.add(name)
-            self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+    def fresh(self, base: str) -> str:
+        """``base``, or ``base_<n>`` if a tensor already has that name."""
+        name, n = base, 0
+        while name in self._used_names:
+            n += 1
+            name = f"{base}_{n}"
+        self._used_names.add(name)
         return name
+
+    def initializer(self, key: str, array: np.ndarray) -> str:
+        """The ONNX name of a constant; ``key`` names it and makes repeated requests share it."""
+        if key not in self._initializer_names:
+            name = self._initializer_names[key] = self.fresh(key)
+            self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return self._initializer_names[key]
 
     def node(self, op_type: str, inputs: list, outputs: list, name: str, **attrs) -> None:
         self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, **attrs))
@@ -129,7 +140,7 @@ class _Converter:
         if function == "NONE":
             self.node(op_type, inputs, [target], f"{op.opcode}_{op.index}", **attrs)
             return
-        raw = f"{target}_{op_type.lower()}"
+        raw = self.fresh(f"{target}_{op_type.lower()}")
         self.node(op_type, inputs, [raw], f"{op.opcode}_{op.index}", **attrs)
         self.emit_activation(function, raw, target, f"{op.opcode}_{op.index}_{function.lower()}")
 
@@ -170,7 +181,10 @@ class _Converter:
     def convert_conv_2d(self, op: TFLiteOperator) -> None:
         self.require_rank4(op)
         weight = self.weights(op, 1)  # [O, KH, KW, I]
-        groups = self.shape(op.inputs[0])[3] // weight.shape[3]
+        groups, remainder = divmod(self.shape(op.inputs[0])[3], weight.shape[3])
+        if remainder or weight.shape[0] % groups:
+            raise ValueError(f"CONV_2D (operator {op.index}): weight {list(weight.shape)} does "
+                             f"not fit input {list(self.shape(op.inputs[0]))}")
         stride = (op.options["stride_h"], op.options["stride_w"])
         dilation = (op.options["dilation_h_factor"], op.options["dilation_w_factor"])
         w = self.initializer(f"{self.names[op.inputs[1]]}_oihw", weight.transpose(0, 3, 1, 2))
@@ -361,7 +375,7 @@ class _Converter:
         rank4 = len(tensor.shape) == 4
         shape = _nchw_shape(tensor.shape) if self.nchw or not rank4 else list(tensor.shape)
         info = helper.make_tensor_value_info(self.names[index], TensorProto.FLOAT, shape)
-        internal = self.names[index] if self.nchw or not rank4 else f"{self.names[index]}_nchw"
+        internal = self.names[index] if self.nchw or not rank4 else self.fresh(f"{info.name}_nchw")
         return info, internal
 
     def build(self) -> onnx.GraphProto:
