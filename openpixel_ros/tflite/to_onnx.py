@@ -403,7 +403,7 @@ class _Converter:
                     f"ONNX converter; supported: {', '.join(sorted(self.HANDLERS))}")
             try:
                 handler(self, op)
-            except (IndexError, KeyError, TypeError) as exc:  # options or inputs missing
+            except (IndexError, KeyError, TypeError, ZeroDivisionError) as exc:  # damaged op
                 raise ValueError(f"{op.opcode} (operator {op.index}) in "
                                  f"{self.model.path.name} is malformed: {exc!r}") from None
 

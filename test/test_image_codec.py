@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+from skimage import data
+
+from openpixel_ros.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, decode_compressed_rgb8, decode_raw,
+                                       decode_raw_rgb8, encode_compressed, encode_raw)
+
+RGB = np.ascontiguousarray(data.astronaut()[::8, ::8])  # 64x64 real photo
+
+
+@pytest.mark.parametrize("encoding", SUPPORTED_ENCODINGS)
+def test_round_trip(encoding):
+    raw = encode_raw(RGB, encoding)
+    out = decode_raw_rgb8(encoding, 64, 64, raw.strides[0], False, raw.tobytes())
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    err = np.abs(out.astype(int) - RGB.astype(int))
+    if encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "8UC3"):
+        assert err.max() == 0
+    elif "yuv" in encoding.lower() or "uy" in encoding.lower():
+        assert err.mean() < 6  # 4:2:2 chroma subsampling on a real photo
+    else:  # grey encodings: all three channels equal the luminance
+        assert np.array_equal(out[..., 0], out[..., 1])
+
+
+def test_rgb8_is_a_view_with_padding_honoured():
+    padded = np.zeros((64, 64 * 3 + 7), np.uint8)
+    padded[:, :192] = RGB.reshape(64, -1)
+    buf = padded.tobytes()
+    out = decode_raw_rgb8("rgb8", 64, 64, 199, False, buf)
+    assert np.array_equal(out, RGB)
+    assert not out.flags.writeable and np.shares_memory(out, np.frombuffer(buf, np.uint8))
+
+
+def test_mono16_endianness():
+    values = (np.arange(64 * 64, dtype=np.uint16) * 13).reshape(64, 64)
+    assert np.array_equal(decode_raw("mono16", 64, 64, 128, True, values.astype(">u2").tobytes()), values)
+    assert np.array_equal(decode_raw("mono16", 64, 64, 128, False, values.astype("<u2").tobytes()), values)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("32FC1", 4, 4, 16, False, bytes(64)), "unsupported encoding"),
+    (("rgb8", 0, 4, 12, False, b""), "zero-size"),
+    (("rgb8", 4, 4, 12, False, bytes(47)), "needs 48"),
+    (("rgb8", 4, 4, 5, False, bytes(48)), "step 5 is smaller"),
+    (("yuyv", 2, 3, 6, False, bytes(12)), "even width"),
+])
+def test_bad_buffers_raise_clear_errors(args, message):
+    with pytest.raises(ImageDecodeError, match=message):
+        decode_raw_rgb8(*args)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "rgb8; jpeg compressed bgr8"])
+def test_compressed(fmt):
+    codec = "png" if "png" in fmt else "jpeg"
+    out = decode_compressed_rgb8(fmt, encode_compressed(RGB, codec))
+    tolerance = 0 if codec == "png" else 12
+    assert np.abs(out.astype(int) - RGB.astype(int)).mean() <= tolerance
+
+
+def test_corrupt_and_unknown_compressed():
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+        decode_compressed_rgb8("jpeg", encode_compressed(RGB, "jpeg")[:50])
+    with pytest.raises(ImageDecodeError, match="empty"):
+        decode_compressed_rgb8("jpeg", b"")
+    with pytest.raises(ImageDecodeError, match="unsupported compressed format"):
+        decode_compressed_rgb8("tiff", b"II*\x00")
