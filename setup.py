@@ -13,6 +13,9 @@ setup(
                 "entropy-driven lighting adaptation; ONNX Runtime and TensorRT engines.",
     license="Apache-2.0",
     python_requires=">=3.10",
+    # An explicit package_dir makes `pip install -e .` use a .pth path entry instead of an import
+    # hook, so the source tree and the CMake-generated openpixel_ros.msg/.srv merge (extend_path).
+    package_dir={"": "."},
     packages=find_packages(include=["openpixel_ros", "openpixel_ros.*"]),
     package_data={"openpixel_ros": ["py.typed"]},
     data_files=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
@@ -146,6 +147,31 @@ def test_opcode_past_127_and_quantized_constants(tmp_path):
     np.testing.assert_array_equal(model.tensor_data(1), q)
     np.testing.assert_allclose(model.constant(1), [[-64, 0, 63.5], [0, 2.5, 5]])
     assert model.tensors[1].quantization.zero_point.tolist() == [0, 10]
+
+
+def test_buffer_stored_after_the_flatbuffer(tmp_path):
+    """Models over 2 GB keep buffers past the FlatBuffer, addressed by offset and size."""
+    c = np.arange(12, dtype=np.float32).reshape(1, 1, 4, 3)
+    packed = build_tflite([tensor("x", c.shape), tensor("c", c.shape, c), tensor("y", c.shape)],
+                          [operator(schema.BuiltinOperator.ADD, [0, 1], [2],
+                                    schema.BuiltinOptions.AddOptions, schema.AddOptionsT())],
+                          [0], [2])
+    model = schema.ModelT.InitFromPackedBuf(packed, 0)
+    model.buffers[1].data, model.buffers[1].offset, model.buffers[1].size = None, 4096, c.nbytes
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    flatbuffer = bytes(builder.Output())
+    path = tmp_path / "external.tflite"
+    path.write_bytes(flatbuffer + bytes(4096 - len(flatbuffer)) + c.tobytes())
+    np.testing.assert_array_equal(TFLiteModel.load(path).tensor_data(1), c)
+    interpreter = Interpreter(model_path=str(path))  # the reference reads it the same way
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(0, np.zeros_like(c))
+    interpreter.invoke()
+    np.testing.assert_array_equal(interpreter.get_tensor(2), c)
+    path.write_bytes(flatbuffer + bytes(4096 - len(flatbuffer)) + c.tobytes()[:-4])
+    with pytest.raises(ValueError, match="past the end"):
+        TFLiteModel.load(path)
 
 
 # ---- damaged files --------------------------------------------------------

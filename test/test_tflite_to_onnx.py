@@ -201,7 +201,8 @@ def build_tflite(tensors: list, operators: list, inputs: list, outputs: list) ->
         if spec["code"] not in codes:
             codes.append(spec["code"])
         op = schema.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = codes.index(spec["code"]), spec["inputs"], spec["outputs"]
+        op.opcodeIndex = codes.index(spec["code"])
+        op.inputs, op.outputs = spec["inputs"], spec["outputs"]
         op.builtinOptionsType, op.builtinOptions = spec["options_type"], spec["options"]
         if spec["custom"] is not None:
             op.customOptions = list(spec["custom"])
@@ -215,7 +216,8 @@ def build_tflite(tensors: list, operators: list, inputs: list, outputs: list) ->
             opcode.customCode = code
         else:  # codes past 127 only fit builtin_code; the int8 field holds the placeholder
             opcode.builtinCode = code
-            opcode.deprecatedBuiltinCode = min(code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+            opcode.deprecatedBuiltinCode = min(
+                code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
         model.operatorCodes.append(opcode)
     model.subgraphs = [graph]
     builder = flatbuffers.Builder(1024)
@@ -249,7 +251,8 @@ def conv_model(x_shape, y_shape, weight, conv_options, depthwise=False, fp16=Fal
     """x -> [DEPTHWISE_]CONV_2D(weight, bias) -> y, the weight optionally float16 via DEQUANTIZE."""
     bias = _w(weight.shape[3] if depthwise else weight.shape[0])
     weight_tensor = tensor("w", weight.shape) if fp16 else tensor("w", weight.shape, weight)
-    tensors = [tensor("x", x_shape), weight_tensor, tensor("b", bias.shape, bias), tensor("y", y_shape)]
+    tensors = [tensor("x", x_shape), weight_tensor, tensor("b", bias.shape, bias),
+               tensor("y", y_shape)]
     ops = []
     if fp16:
         tensors.append(tensor("w16", weight.shape, weight, np.float16))
@@ -314,6 +317,13 @@ SYNTHETIC_CASES = {
     "mul_constant_row": lambda: unary_model(
         OP.MUL, (1, 4, 5, 3), (1, 4, 5, 3), OPT.MulOptions, options(schema.MulOptionsT),
         extra=[tensor("c", (5, 3), _w(5, 3))]),
+    "mul_by_folded_constant_sum": lambda: build_tflite(
+        [tensor("x", (1, 4, 5, 3)), tensor("c1", (3,), [1.0, 2.0, 3.0]),
+         tensor("c2", (1, 1, 1, 3), [[[[0.5, -4.0, 0.25]]]]), tensor("c", (1, 1, 1, 3)),
+         tensor("y", (1, 4, 5, 3))],
+        [operator(OP.ADD, [1, 2], [3], OPT.AddOptions, options(schema.AddOptionsT)),
+         operator(OP.MUL, [0, 3], [4], OPT.MulOptions, options(schema.MulOptionsT))],
+        [0], [4]),
     # squeeze-and-excite shape: x * sigmoid(mean(x)), broadcasting [1,1,1,C] activations
     "mul_broadcast_activations": lambda: build_tflite(
         [tensor("x", (1, 4, 5, 3)), tensor("axes", (2,), [1, 2], np.int32),

@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import EngineError
 
-FALLBACK_HINT = "or use engine: onnxruntime"
+FALLBACK_HINT = "use engine: onnxruntime"
 
 # TensorRT DataType names -> numpy. BF16, FP8, INT4 and FP4 have no numpy dtype.
 TRT_NUMPY_DTYPES = {
@@ -126,15 +126,17 @@ def load_cudart():
             from cuda import cudart  # older cuda-python 12.x layout
         except ImportError as exc:
             raise EngineError(f"cuda-python is not installed ({exc}): pip install 'cuda-python>=12.6,<13' "
-                              f"(see docs/tensorrt.md), {FALLBACK_HINT}") from None
+                              f"(see docs/tensorrt.md), or {FALLBACK_HINT}") from None
     return cudart
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _error_text(cudart, err) -> str:
-    name = cudart.cudaGetErrorName(err)[1]
-    text = cudart.cudaGetErrorString(err)[1]
-    decode = lambda b: b.decode() if isinstance(b, bytes) else str(b)  # noqa: E731
-    return f"{decode(name)}: {decode(text)}"
+    """``cudaErrorMemoryAllocation: out of memory`` style text for a cuda-python error code."""
+    return f"{_text(cudart.cudaGetErrorName(err)[1])}: {_text(cudart.cudaGetErrorString(err)[1])}"
 
 
 def cuda_check(cudart, result, what: str):

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-shape", help="optimization profile min HxW for dynamic inputs, e.g. 240x320")
     p.add_argument("--opt-shape", help="optimization profile opt HxW")
     p.add_argument("--max-shape", help="optimization profile max HxW")
+    p.add_argument("--profile", action="append", metavar="NAME=MIN:OPT:MAX",
+                   help="profile of another dynamic input, e.g. points=1x1x2:1x4x2:1x16x2 (repeatable)")
     return p
 
 

@@ -67,10 +67,28 @@ class SamePadConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._runtime_pad:
-            top, bottom = tf_same_pads(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
-            left, right = tf_same_pads(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
-            x = F.pad(x, (left, right, top, bottom))
+            x = self._pad_same(x)
         return super().forward(x)
+
+    def _pad_same(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad as SAME does for this input's size.
+
+        Pads the most SAME can ask for on each side, then slices out the window
+        this size needs: a static pad plus slices constant-folds in fixed-size
+        exports, where a pad computed from the size would leave shape ops behind.
+        """
+        most, windows = [], []
+        for axis, dim in ((1, 3), (0, 2)):  # F.pad lists the last axis first
+            effective = (self.kernel_size[axis] - 1) * self.dilation[axis] + 1
+            most_before = (effective - 1) // 2
+            most += [most_before, effective - 1 - most_before]
+            size = x.shape[dim]
+            before, after = tf_same_pads(size, self.kernel_size[axis], self.stride[axis], self.dilation[axis])
+            windows.append((dim, most_before - before, size + before + after))
+        x = F.pad(x, most)
+        for dim, start, length in windows:
+            x = x.narrow(dim, start, length)
+        return x
 
 
 class ConvNormAct(nn.Module):

@@ -6,8 +6,8 @@ output 1x257x257x21 logits), reproduced layer by layer:
 * MobileNetV2, depth multiplier 0.5, output stride 8 (dilations 2 and 4),
   BatchNorms folded into biased convolutions, TensorFlow SAME padding;
 * a light ASPP: global average pool -> 1x1 conv (256, ReLU), broadcast back
-  (the TFLite graph resizes the 1x1 map with align_corners, which is a
-  broadcast), concatenated before a 1x1 conv (256, ReLU) of the features,
+  (a bilinear align_corners resize of the 1x1 map, as in the graph),
+  concatenated before a 1x1 conv (256, ReLU) of the features,
   then a 1x1 projection (256, ReLU) and the 1x1 classifier;
 * bilinear upsampling of the logits to the input size with
   ``align_corners=True`` (the graph's identity 33->33 resize is skipped).
@@ -54,7 +54,8 @@ class DeepLabV3MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)["c5"]
-        pooled = self.image_pool_conv(F.adaptive_avg_pool2d(features, 1)).expand(-1, -1, *features.shape[-2:])
+        pooled = self.image_pool_conv(F.adaptive_avg_pool2d(features, 1))
+        pooled = F.interpolate(pooled, size=features.shape[-2:], mode="bilinear", align_corners=True)
         y = self.project(torch.cat([pooled, self.aspp_conv(features)], dim=1))
         logits = self.classifier(y)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)

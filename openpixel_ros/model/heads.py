@@ -49,45 +49,42 @@ def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class PromptDecoder(nn.Module):
-    """Cached image features + rendered prompt maps -> object mask logits and a quality score.
+    """Cached image features + prompt maps -> object mask logits and a quality score.
 
-    Inputs:
+    Inputs, all on the encoder's grids (``h4 = ceil(H/4)``, ``h8 = ceil(h4/2)``):
 
-    * ``features_s4`` [B, C4, H/4, W/4] and ``features_s8`` [B, C8, H/8, W/8]:
-      the encoder's outputs for the frame (sizes round up, as the encoder's);
-    * ``prompts`` [B, P, H, W] at the encoder's input resolution: channel 0
-      positive clicks/scribbles, 1 negative clicks/scribbles (Gaussians of the
-      distance to the nearest prompt pixel), 2 previous mask probability,
-      3 box (1 inside the box); absent prompts are zeros
+    * ``features_s4`` [B, C4, h4, w4] and ``features_s8`` [B, C8, h8, w8]:
+      the encoder's outputs for the frame;
+    * ``prompts`` [B, P, h4, w4]: channel 0 positive clicks/scribbles,
+      1 negative ones (Gaussians of the distance to the nearest prompt),
+      2 previous mask probability, 3 box (1 inside); absent prompts are zeros
       (:func:`openpixel_ros.model.prompt_maps.render_prompt_maps`).
 
-    Outputs ``mask_logits`` [B, 1, H/4, W/4] and ``score`` [B, 1], a logit of
-    the predicted IoU of the mask.
+    Outputs ``mask_logits`` [B, 1, h4, w4] and ``score`` [B, 1], a logit of
+    the predicted IoU of the mask. The prompts meet the features at 1/4
+    (late fusion); three dilated blocks and a global pooling branch at 1/8
+    spread a click's influence over the object.
     """
 
-    def __init__(self, s4_channels: int = 48, s8_channels: int = 64, channels: int = 48,
-                 context_channels: int = 64, prompt_channels: int = 4):
+    def __init__(self, s4_channels: int = 48, s8_channels: int = 64, prompt_channels: int = 4,
+                 prompt_hidden: int = 16, dilations: tuple = (2, 4, 8)):
         super().__init__()
         self.prompt_channels = prompt_channels
         self.prompt_encoder = nn.Sequential(
-            ConvNormAct(prompt_channels, 16, 3, stride=2, activation="relu"),
-            ConvNormAct(16, channels, 3, stride=2, activation=None))
-        self.feature_proj = ConvNormAct(s4_channels, channels, 1, activation=None)
-        self.local = SeparableBlock(channels, channels)
-        self.down = SeparableBlock(channels, context_channels, stride=2)
-        self.context_proj = ConvNormAct(s8_channels, context_channels, 1, activation=None)
-        self.context = nn.ModuleList(SeparableBlock(context_channels, context_channels, dilation=d)
-                                     for d in (1, 2, 4, 8))
-        self.global_context = nn.Conv2d(context_channels, context_channels, 1)
-        self.up_proj = ConvNormAct(context_channels, channels, 1, activation=None)
-        self.refine = SeparableBlock(channels, channels)
-        self.mask_out = nn.Conv2d(channels, 1, 1)
-        self.score_out = nn.Sequential(nn.Linear(2 * context_channels, 32), nn.ReLU(inplace=True), nn.Linear(32, 1))
+            ConvNormAct(prompt_channels, prompt_hidden, 3, activation="relu"),
+            ConvNormAct(prompt_hidden, s4_channels, 1, activation=None))
+        self.local = SeparableBlock(s4_channels, s4_channels)
+        self.down = SeparableBlock(s4_channels, s8_channels, stride=2)
+        self.context = nn.ModuleList(SeparableBlock(s8_channels, s8_channels, dilation=d) for d in dilations)
+        self.global_context = nn.Conv2d(s8_channels, s8_channels, 1)
+        self.up_proj = ConvNormAct(s8_channels, s4_channels, 1, activation=None)
+        self.refine = ConvNormAct(s4_channels, s4_channels, 3, groups=s4_channels, activation="relu")
+        self.mask_out = nn.Conv2d(s4_channels, 1, 1)
+        self.score_out = nn.Sequential(nn.Linear(2 * s8_channels, 32), nn.ReLU(inplace=True), nn.Linear(32, 1))
 
     def forward(self, features_s4: torch.Tensor, features_s8: torch.Tensor, prompts: torch.Tensor):
-        x = F.relu(self.feature_proj(features_s4) + self.prompt_encoder(prompts))
-        x = self.local(x)
-        ctx = F.relu(self.down(x) + self.context_proj(features_s8))
+        x = self.local(F.relu(features_s4 + self.prompt_encoder(prompts)))
+        ctx = F.relu(self.down(x) + features_s8)
         for block in self.context:
             ctx = block(ctx)
         ctx = F.relu(ctx + self.global_context(F.adaptive_avg_pool2d(ctx, 1)))

@@ -8,7 +8,7 @@
                                                         v
                             features_s4 [B,48,H/4,W/4], features_s8 [B,64,H/8,W/8]
                                   |                          |
-                        SemanticHead -> logits      PromptDecoder(+ prompts [B,4,H,W])
+                        SemanticHead -> logits      PromptDecoder(+ prompts [B,4,H/4,W/4])
                         [B,C,H/4,W/4]               -> mask_logits [B,1,H/4,W/4], score [B,1]
 
 The encoder runs once per frame; the decoder once per click. Exported as two
@@ -45,9 +45,9 @@ class OpenPixelConfig:
     attention_heads: int = 4
     conditioning_size: int = CONDITIONING_SIZE  # 0: no conditioning input, no FiLM
     film_hidden: int = 32
-    decoder_channels: int = 48
-    decoder_context_channels: int = 64
     prompt_channels: int = PROMPT_CHANNELS
+    prompt_hidden: int = 16
+    decoder_dilations: tuple = (2, 4, 8)
 
     @classmethod
     def from_dict(cls, data: dict) -> "OpenPixelConfig":
@@ -114,8 +114,8 @@ class OpenPixel(nn.Module):
         self.pyramid = CrossScalePyramid(self.backbone.feature_channels, c.s4_channels, c.pyramid_channels,
                                          c.attention_dim, c.attention_heads)
         self.semantic_head = SemanticHead(c.s4_channels, c.num_classes)
-        self.decoder = PromptDecoder(c.s4_channels, c.pyramid_channels, c.decoder_channels,
-                                     c.decoder_context_channels, c.prompt_channels)
+        self.decoder = PromptDecoder(c.s4_channels, c.pyramid_channels, c.prompt_channels, c.prompt_hidden,
+                                     tuple(c.decoder_dilations))
         if c.conditioning_size > 0:
             film_channels = {"stem": self.backbone.stem.out_channels, **self.pyramid.film_channels}
             self.film = FiLMGenerator(c.conditioning_size, film_channels, c.film_hidden)
@@ -153,14 +153,18 @@ class OpenPixel(nn.Module):
 
 
 class EncoderGraph(nn.Module):
-    """The per-frame graph for export: ``image [, conditioning] -> features_s4, features_s8, logits``."""
+    """The per-frame graph for export: ``image [, conditioning] -> logits, features_s4, features_s8``.
+
+    Logits come first: they are the semantic output the node reads.
+    """
 
     def __init__(self, model: OpenPixel):
         super().__init__()
         self.model = model
 
     def forward(self, image: torch.Tensor, conditioning: Optional[torch.Tensor] = None):
-        return self.model.encode(image, conditioning)
+        features_s4, features_s8, logits = self.model.encode(image, conditioning)
+        return logits, features_s4, features_s8
 
 
 class DecoderGraph(nn.Module):

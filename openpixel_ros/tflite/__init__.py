@@ -2,6 +2,7 @@
 
 Neither needs TensorFlow or the LiteRT interpreter; see docs/tflite_converter.md.
 """
-from openpixel_ros.tflite.reader import TFLiteModel, TFLiteOperator, TFLiteQuantization, TFLiteTensor
+from openpixel_ros.tflite.reader import (TFLiteModel, TFLiteOperator, TFLiteQuantization,
+                                         TFLiteTensor)
 
 __all__ = ["TFLiteModel", "TFLiteOperator", "TFLiteQuantization", "TFLiteTensor"]

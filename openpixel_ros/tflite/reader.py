@@ -371,25 +371,39 @@ class TFLiteModel:
                     operators=operators, inputs=graph_inputs, outputs=graph_outputs,
                     buffers=buffers, subgraph_count=len(subgraphs))
         for tensor in tensors:  # a size mismatch means a damaged file; find it now
-            model.tensor_data(tensor.index)
+            if tensor.dtype is not None:
+                model._data_start(tensor)
         return model
+
+    def _data_start(self, tensor: TFLiteTensor) -> Optional[int]:
+        """File offset of the tensor's data; None when it has none. ValueError when the
+        buffer's size disagrees with the tensor's shape and type."""
+        if tensor.buffer >= len(self._buffers):  # only a model with no buffers at all
+            return None
+        start, length = self._buffers[tensor.buffer]
+        if length == 0:
+            return None
+        count = int(np.prod(tensor.shape, dtype=np.int64))
+        if count * tensor.dtype.itemsize != length:
+            raise ValueError(f"tensor {tensor.index} ({tensor.name!r}) has {length} bytes of "
+                             f"data for shape {list(tensor.shape)} {tensor.type_name}")
+        return start
 
     def tensor_data(self, index: int) -> Optional[np.ndarray]:
         """The constant data of tensor ``index``, shaped, in its stored dtype (float16 stays
-        float16, quantized ints stay ints); None for tensors without data (activations)."""
+        float16, quantized ints stay ints); None for tensors without data (activations).
+        ValueError for constant data of a type numpy cannot hold (STRING, INT4...)."""
         tensor = self.tensors[index]
-        start, length = self._buffers[tensor.buffer] if tensor.buffer < len(self._buffers) else (0, 0)
-        if length == 0:
-            return None
         if tensor.dtype is None:
-            raise ValueError(f"tensor {index} ({tensor.name!r}) has type {tensor.type_name}, "
-                             "which has no numpy equivalent")
-        count = int(np.prod(tensor.shape, dtype=np.int64))
-        if count * tensor.dtype.itemsize != length:
-            raise ValueError(f"tensor {index} ({tensor.name!r}) has {length} bytes of data for "
-                             f"shape {list(tensor.shape)} {tensor.type_name}")
+            if tensor.buffer < len(self._buffers) and self._buffers[tensor.buffer][1]:
+                raise ValueError(f"tensor {index} ({tensor.name!r}) has type "
+                                 f"{tensor.type_name}, which has no numpy equivalent")
+            return None
+        start = self._data_start(tensor)
+        if start is None:
+            return None
         array = np.frombuffer(self._data, dtype=tensor.dtype.newbyteorder("<"),
-                              count=count, offset=start)
+                              count=int(np.prod(tensor.shape, dtype=np.int64)), offset=start)
         return array.astype(tensor.dtype).reshape(tensor.shape)
 
     def constant(self, index: int) -> Optional[np.ndarray]:

@@ -224,8 +224,8 @@ class _Converter:
         _, in_h, in_w, _ = self.shape(op.inputs[0])
         _, out_h, out_w, _ = self.shape(op.outputs[0])
         pads, output_padding = [0, 0, 0, 0], [0, 0]
-        for axis, (size_in, size_out, kernel, stride) in enumerate(
-                [(in_h, out_h, weight.shape[1], stride_h), (in_w, out_w, weight.shape[2], stride_w)]):
+        axes = [(in_h, out_h, weight.shape[1], stride_h), (in_w, out_w, weight.shape[2], stride_w)]
+        for axis, (size_in, size_out, kernel, stride) in enumerate(axes):
             # Full transposed-conv extent minus the output size is what SAME crops;
             # the odd pixel is cropped at the end, as TFLite's padding offset does.
             total = (size_in - 1) * stride + kernel - size_out
@@ -371,7 +371,8 @@ class _Converter:
         tensor = self.model.tensors[index]
         if tensor.type_name != "FLOAT32":
             raise NotImplementedError(
-                f"graph input/output {tensor.name!r} is {tensor.type_name}; only FLOAT32 is supported")
+                f"graph input/output {tensor.name!r} is {tensor.type_name}; "
+                "only FLOAT32 is supported")
         rank4 = len(tensor.shape) == 4
         shape = _nchw_shape(tensor.shape) if self.nchw or not rank4 else list(tensor.shape)
         info = helper.make_tensor_value_info(self.names[index], TensorProto.FLOAT, shape)

@@ -1,0 +1,204 @@
+"""The standard interactive-segmentation protocol (NoC@85/90, mIoU@k), engine-agnostic.
+
+Clicks are simulated from the ground truth the way RITM, SimpleClick and SAM's
+interactive evaluations do it:
+
+* The first click is positive, at the object pixel farthest from the object's boundary
+  (distance transform of the object, with the image border counting as boundary).
+* Each next click goes to the error pixel farthest from the boundary of its error region,
+  over the false negatives and the false positives together (ignored pixels are neither):
+  positive when it is a false negative, negative when it is a false positive.
+* Clicks accumulate: the engine sees every click so far (and, optionally, its previous mask).
+* NoC@T is the number of clicks after which IoU first reaches T; an image that never does
+  within ``max_clicks`` counts as ``max_clicks``.
+
+Ground-truth masks (see :func:`split_ground_truth`): a mask whose values are all in
+{0, 128, 255} and that contains 255 is GrabCut-style (255 object, 128 ignore band, 0
+background); any other mask is DAVIS-style (1..254 object, 255 void/ignore, 0 background).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..interactive import ClickPrompt
+
+NOC_THRESHOLDS = (0.85, 0.90)
+MIOU_AT = (1, 3, 5)
+
+
+# -- ground truth -------------------------------------------------------------------------
+def split_ground_truth(values: np.ndarray) -> tuple:
+    """``(object, ignore)`` bool masks of a ground-truth mask (2-D uint8, or HxWxC: first channel).
+
+    GrabCut rule when the value set is a subset of {0, 128, 255} and includes 255: object =
+    255, ignore = 128. Otherwise DAVIS rule: object = 1..254 (every instance id merged),
+    ignore = 255. So a 0/255 mask is object = 255, a 0/1 mask object = 1, and a palette mask
+    with ids 1, 2, 3 and void 255 has all three ids as the object.
+    """
+    values = np.asarray(values)
+    if values.ndim == 3:
+        values = values[..., 0]
+    if values.ndim != 2:
+        raise ValueError(f"a mask must be HxW or HxWxC, got shape {values.shape}")
+    present = set(np.unique(values).tolist())
+    if present <= {0, 128, 255} and 255 in present:
+        return values == 255, values == 128
+    return (values >= 1) & (values <= 254), values == 255
+
+
+def load_ground_truth(path) -> tuple:
+    """``(object, ignore)`` of a mask file; palette PNGs give their indices, RGB their first channel."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode in ("P", "L"):
+            values = np.asarray(image)
+        elif image.mode in ("I;16", "I"):
+            values = np.asarray(image)
+            if values.max(initial=0) > 255:
+                raise ValueError(f"mask {path} has values above 255")
+            values = values.astype(np.uint8)
+        else:
+            values = np.asarray(image.convert("RGB"))[..., 0]
+    return split_ground_truth(values)
+
+
+# -- protocol ------------------------------------------------------------------------------
+def iou(ground_truth: np.ndarray, prediction: np.ndarray, ignore: Optional[np.ndarray] = None) -> float:
+    """IoU of two bool masks over the non-ignored pixels (1.0 when both are empty there)."""
+    valid = ~ignore if ignore is not None else np.ones(ground_truth.shape, bool)
+    intersection = np.count_nonzero(ground_truth & prediction & valid)
+    union = np.count_nonzero((ground_truth | prediction) & valid)
+    return intersection / union if union else 1.0
+
+
+def _interior_distance(region: np.ndarray) -> np.ndarray:
+    """Distance of each ``region`` pixel to the nearest non-region pixel, the image border
+    counting as non-region (so a region touching the border is not "deep" there)."""
+    padded = np.pad(region.view(np.uint8), 1)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+
+
+def next_click(ground_truth: np.ndarray, prediction: np.ndarray,
+               ignore: Optional[np.ndarray] = None) -> Optional[tuple]:
+    """The protocol's next click ``(x, y, label)`` (label 1 positive, 0 negative), or None
+    when there is no error left. Ties go to the first pixel in raster order."""
+    valid = ~ignore if ignore is not None else np.ones(ground_truth.shape, bool)
+    false_negative = ground_truth & ~prediction & valid
+    false_positive = prediction & ~ground_truth & valid
+    fn_distance = _interior_distance(false_negative)
+    fp_distance = _interior_distance(false_positive)
+    fn_max, fp_max = float(fn_distance.max()), float(fp_distance.max())
+    if fn_max == 0 and fp_max == 0:
+        return None
+    positive = fn_max >= fp_max  # RITM's rule: the deeper error wins, false negatives on ties
+    distance = fn_distance if positive else fp_distance
+    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return int(col), int(row), 1 if positive else 0
+
+
+def noc(ious: Sequence[float], threshold: float, max_clicks: int) -> int:
+    """Clicks needed to reach ``threshold`` (``max_clicks`` when it is never reached)."""
+    for index, value in enumerate(ious[:max_clicks]):
+        if value >= threshold:
+            return index + 1
+    return max_clicks
+
+
+@dataclass
+class SampleResult:
+    """One image under the protocol."""
+
+    name: str
+    clicks: list = field(default_factory=list)        # [(x, y, label)]
+    ious: list = field(default_factory=list)          # IoU after each click
+    click_ms: list = field(default_factory=list)      # engine time of each click (set_image + predict)
+    timings: list = field(default_factory=list)       # the engine's own per-click timings
+
+    def noc(self, threshold: float, max_clicks: int) -> int:
+        return noc(self.ious, threshold, max_clicks)
+
+    def iou_at(self, clicks: int) -> float:
+        """IoU after ``clicks`` clicks; a run stopped early keeps its last IoU (see evaluate_sample)."""
+        return self.ious[min(clicks, len(self.ious)) - 1]
+
+
+def evaluate_sample(engine, rgb: np.ndarray, ground_truth: np.ndarray, ignore: Optional[np.ndarray] = None,
+                    *, name: str = "", max_clicks: int = 20, feed_previous_mask: bool = True,
+                    stop_iou: Optional[float] = max(NOC_THRESHOLDS), min_clicks: int = max(MIOU_AT),
+                    key=None) -> SampleResult:
+    """Run the protocol on one image with a :class:`~openpixel_ros.interactive.PromptEngine`.
+
+    The run stops after ``max_clicks`` clicks, or once IoU has reached ``stop_iou`` and at
+    least ``min_clicks`` clicks are done (NoC and mIoU@1..min_clicks are then final; None
+    disables the early stop). Stopping early only matters for :meth:`SampleResult.iou_at`
+    beyond ``min_clicks``, which then repeats the last IoU.
+    """
+    if ignore is None:
+        ignore = np.zeros(ground_truth.shape, bool)
+    if not (ground_truth & ~ignore).any():
+        raise ValueError(f"{name or 'mask'}: the ground truth has no object pixel")
+    result = SampleResult(name=name)
+    prediction = np.zeros(ground_truth.shape, bool)
+    key = key if key is not None else ("protocol", name, id(rgb))
+    reached = False
+    for _ in range(max_clicks):
+        click = next_click(ground_truth, prediction, ignore)
+        if click is None:  # no error left: more clicks would change nothing
+            break
+        result.clicks.append(click)
+        points = [(x, y) for x, y, _ in result.clicks]
+        labels = [label for _, _, label in result.clicks]
+        previous = prediction if feed_previous_mask and len(result.clicks) > 1 else None
+        prompt = ClickPrompt.from_lists(points, labels, previous_mask=previous, image_size=ground_truth.shape)
+        started = time.perf_counter()
+        engine.set_image(rgb, key=key)
+        output = engine.predict(prompt)
+        result.click_ms.append((time.perf_counter() - started) * 1e3)
+        result.timings.append(dict(output.timings))
+        prediction = np.asarray(output.mask, bool)
+        result.ious.append(iou(ground_truth, prediction, ignore))
+        reached = reached or (stop_iou is not None and result.ious[-1] >= stop_iou)
+        if reached and len(result.ious) >= min_clicks:
+            break
+    return result
+
+
+def summarize(samples: Sequence[SampleResult], max_clicks: int = 20,
+              thresholds: Sequence[float] = NOC_THRESHOLDS, miou_at: Sequence[int] = MIOU_AT) -> dict:
+    """The protocol's numbers over ``samples``: NoC per threshold, images never reaching the
+    highest threshold, mIoU@k and the median per-click latency."""
+    if not samples:
+        raise ValueError("no samples to summarize")
+    summary = {"images": len(samples)}
+    for threshold in thresholds:
+        values = [s.noc(threshold, max_clicks) for s in samples]
+        summary[f"noc{round(threshold * 100)}"] = round(float(np.mean(values)), 4)
+    top = max(thresholds)
+    # Named after the usual cap of 20; it counts images that never reach the top threshold
+    # within ``max_clicks``, which the report also records.
+    summary["over20_90"] = sum(1 for s in samples if all(v < top for v in s.ious[:max_clicks]))
+    summary["max_clicks"] = max_clicks
+    summary["miou_at"] = {str(k): round(float(np.mean([s.iou_at(k) for s in samples])), 4) for k in miou_at}
+    click_ms = [ms for s in samples for ms in s.click_ms]
+    first_ms = [s.click_ms[0] for s in samples if s.click_ms]
+    later_ms = [ms for s in samples for ms in s.click_ms[1:]]
+    summary["per_click_ms_median"] = round(statistics.median(click_ms), 3) if click_ms else None
+    summary["first_click_ms_median"] = round(statistics.median(first_ms), 3) if first_ms else None
+    summary["later_click_ms_median"] = round(statistics.median(later_ms), 3) if later_ms else None
+    return summary
+
+
+def sample_record(sample: SampleResult, max_clicks: int = 20) -> dict:
+    """Per-image details for the JSON report."""
+    return {"name": sample.name,
+            "noc85": sample.noc(0.85, max_clicks), "noc90": sample.noc(0.90, max_clicks),
+            "ious": [round(float(v), 4) for v in sample.ious],
+            "clicks": [list(c) for c in sample.clicks],
+            "click_ms": [round(float(v), 3) for v in sample.click_ms]}

@@ -1,0 +1,84 @@
+"""Click-prompted segmentation: prompts, prompt engines and their registry.
+
+    from openpixel_ros.interactive import ClickPrompt, create_prompt_engine
+    engine = create_prompt_engine("classical")                  # or "sam", model="mobile_sam.encoder.onnx"
+    engine.set_image(rgb, key=stamp)                            # per-frame work, cached under key
+    prompt = ClickPrompt.from_lists([(320, 240)], [1], image_size=rgb.shape[:2])
+    result = engine.predict(prompt)                             # result.mask, .score, .bbox, .area, .timings
+
+Plain numpy/OpenCV/ONNX Runtime: no ROS here. The node's SegmentAtPoints service and
+:class:`openpixel_ros.Segmentor` both call this package. See docs/interactive.md.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+from ..engines import EngineError
+from .base import PromptEngine, PromptResult
+from .prompts import ClickPrompt, PromptError
+
+#: The engine the node and ``python -m openpixel_ros.eval clicks`` use when none is named.
+#: It becomes "openpixel" once the OpenPixel click model is trained and registered.
+DEFAULT_PROMPT_ENGINE = "classical"
+DEFAULT_PROMPT_MODEL: Optional[str] = None
+
+
+def _create_classical(model: Optional[str], **options) -> PromptEngine:
+    if model:
+        raise PromptError("the classical prompt engine takes no model file")
+    from .classical import ClassicalEngine
+    return ClassicalEngine(**options)
+
+
+def _create_sam(model: Optional[str], **options) -> PromptEngine:
+    from .sam_onnx import SamOnnxEngine
+    return SamOnnxEngine.from_files(model, **options)
+
+
+def _openpixel_unavailable(model: Optional[str], **options) -> PromptEngine:
+    raise EngineError("prompt engine 'openpixel' is not available yet (the OpenPixel click model is "
+                      "not trained); use 'classical', or 'sam' with your own Segment-Anything ONNX pair")
+
+
+#: name -> factory(model, **options). The OpenPixel click model replaces its placeholder
+#: with :func:`register_prompt_engine` once it exists.
+_FACTORIES: Dict[str, Callable[..., PromptEngine]] = {
+    "classical": _create_classical,
+    "sam": _create_sam,
+    "openpixel": _openpixel_unavailable,
+}
+
+
+def prompt_engine_names() -> tuple:
+    """Every registered engine name (including placeholders that are not available yet)."""
+    return tuple(_FACTORIES)
+
+
+def register_prompt_engine(name: str, factory: Callable[..., PromptEngine]) -> None:
+    """Register (or replace) ``factory(model, **options) -> PromptEngine`` under ``name``."""
+    _FACTORIES[name.lower()] = factory
+
+
+def create_prompt_engine(name: str, model: Optional[str] = None, **options) -> PromptEngine:
+    """Build the prompt engine called ``name`` ("classical", "sam" or "openpixel").
+
+    ``model``: for "sam", the image-encoder ONNX file; the decoder is ``decoder=PATH`` or
+    found beside it by name (``X.encoder.onnx`` -> ``X.decoder.onnx``, ``X_encoder.onnx``
+    -> ``X_decoder.onnx``); other options go to the engine's constructor. Raises
+    :class:`PromptError` for an unknown name or bad options and
+    :class:`~openpixel_ros.engines.EngineError` when a model cannot be loaded.
+    """
+    factory = _FACTORIES.get(str(name).lower())
+    if factory is None:
+        raise PromptError(f"unknown prompt engine {name!r}; choose one of: {', '.join(_FACTORIES)}")
+    try:
+        return factory(model, **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise PromptError(f"prompt engine {name!r} does not take that option ({exc})") from None
+
+
+__all__ = ["ClickPrompt", "PromptError", "PromptEngine", "PromptResult", "EngineError",
+           "DEFAULT_PROMPT_ENGINE", "DEFAULT_PROMPT_MODEL", "create_prompt_engine",
+           "register_prompt_engine", "prompt_engine_names"]
