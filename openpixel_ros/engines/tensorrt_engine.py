@@ -192,7 +192,7 @@ class TensorRTEngine(Engine):
         tensors, self._current_shapes = [], {}
         for spec in self._inputs:
             max_shape = self._profile[spec.name][1] if spec.name in self._profile else spec.shape
-            if not context.set_input_shape(spec.name, max_shape):
+            if spec.name in self._profile and not context.set_input_shape(spec.name, max_shape):
                 raise EngineError(f"TensorRT rejected the maximum shape {max_shape} of input {spec.name!r}")
             self._current_shapes[spec.name] = tuple(max_shape)
             tensors.append((spec.name, True, spec.dtype, max_shape))
