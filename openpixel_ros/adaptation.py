@@ -157,8 +157,10 @@ class AdaptationConfig:
     # -- noise ---------------------------------------------------------------------------------
     noise_tolerance: float = 3.0
     """Amplified noise (sigma x tone-curve slope, 8-bit levels) tolerated without denoising."""
-    denoise_factor: float = 1.0
-    """Denoising strength per level of estimated noise (bilateral filter range sigma = factor x 3 x sigma)."""
+    denoise_factor: float = 10.0
+    """Bilateral filter range sigma per level of estimated noise sigma (0 disables denoising)."""
+    denoise_diameter: int = 9
+    """Bilateral filter diameter in pixels (its spatial sigma is half of it)."""
     noise_crop: int = 256
     """Side of the full-resolution centre crop on which noise is estimated."""
 
@@ -209,6 +211,8 @@ class AdaptationConfig:
         check(self.min_gamma <= 1.0 <= self.max_gamma, "need min_gamma <= 1 <= max_gamma")
         check(isinstance(self.clahe_tiles, int) and self.clahe_tiles >= 1,
               f"clahe_tiles must be an integer >= 1, not {self.clahe_tiles!r}")
+        check(isinstance(self.denoise_diameter, int) and self.denoise_diameter >= 3,
+              f"denoise_diameter must be an integer >= 3, not {self.denoise_diameter!r}")
         check(isinstance(self.noise_crop, int) and self.noise_crop >= 16,
               f"noise_crop must be an integer >= 16, not {self.noise_crop!r}")
         return self
@@ -418,7 +422,7 @@ class LightingAdapter:
         out = rgb
         if c.denoise_factor > 0 and state.noise_sigma * slope > c.noise_tolerance:
             state.denoise_sigma = c.denoise_factor * state.noise_sigma
-            out = cv2.bilateralFilter(out, 5, 3.0 * state.denoise_sigma, 3.0)
+            out = cv2.bilateralFilter(out, c.denoise_diameter, state.denoise_sigma, c.denoise_diameter / 2.0)
         out = cv2.LUT(out, lut)
         state.clahe_clip_limit = c.clahe_clip_limit * s
         if state.clahe_clip_limit > 0:

@@ -51,12 +51,12 @@ class Segmentor:
     """Semantic segmentation (+ optional click prompts and lighting adaptation) on numpy frames.
 
     Parameters mirror the node's: ``engine`` (onnxruntime | tensorrt), ``device``
-    (cpu | cuda), ``threads``, ``foreground_classes`` (names or ids; default all
+    (cpu | cuda | cuda:N; default cpu for onnxruntime, cuda for tensorrt), ``threads``, ``foreground_classes`` (names or ids; default all
     but class 0), ``adaptation`` (an ``AdaptationConfig``, or None/False for off),
     ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel").
     """
 
-    def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = "cpu", threads: int = 0,
+    def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = None, threads: int = 0,
                  foreground_classes: Optional[Sequence] = None, label_upsampling: str = "bilinear",
                  adaptation=None, prompt_engine: Optional[str] = None, prompt_model=None,
                  color_order: str = "rgb", **engine_options):

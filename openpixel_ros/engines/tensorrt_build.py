@@ -505,6 +505,7 @@ def _make_calibrator(trt, cudart, batches: Optional[CalibrationBatches], cache_p
             self.staging = DeviceStaging(cudart, batches.nbytes()) if batches else None
             self.batches = iter(batches) if batches else iter(())
             self.count = 0
+            self.error = None  # raised after the build: exceptions must not cross into TensorRT
 
         def get_batch_size(self):
             return 1
@@ -512,12 +513,15 @@ def _make_calibrator(trt, cudart, batches: Optional[CalibrationBatches], cache_p
         def get_batch(self, names):
             try:
                 feeds = next(self.batches)
+                self.count += 1
+                if self.count % 50 == 0:
+                    log(f"calibrated {self.count} images")
+                return [self.staging.fill(name, feeds[name]) for name in names]
             except StopIteration:
                 return None
-            self.count += 1
-            if self.count % 50 == 0:
-                log(f"calibrated {self.count} images")
-            return [self.staging.fill(name, feeds[name]) for name in names]
+            except Exception as exc:  # ends calibration; reported by build_engine
+                self.error = exc
+                return None
 
         def read_calibration_cache(self):
             if cache_path and cache_path.is_file():
@@ -627,6 +631,8 @@ def build_engine(plan: BuildPlan, engine_path, *, runtime: RuntimeIdentity, work
         if batches is not None:
             batches.close()
     seconds = time.perf_counter() - start
+    if calibrator is not None and calibrator.error is not None:
+        raise EngineError(f"INT8 calibration failed: {_first_line(calibrator.error)}")
     if serialized is None:
         raise failure(f"TensorRT could not build {plan.onnx_path.name} ({plan.settings.precision})")
     data = bytes(serialized)

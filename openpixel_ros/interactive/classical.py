@@ -51,7 +51,8 @@ class ClassicalEngine(PromptEngine):
 
     name = "classical"
 
-    def __init__(self, work_size: int = 320, iterations: int = 3, seed_radius: int = 3, seed: int = 0):
+    def __init__(self, work_size: int = 320, iterations: int = 3, seed_radius: int = 3, seed: int = 0,
+                 local: bool = True, collapse_ratio: float = 0.1):
         super().__init__()
         if work_size < 32 or iterations < 1 or seed_radius < 0:
             raise ValueError("work_size >= 32, iterations >= 1 and seed_radius >= 0 are required")
@@ -59,6 +60,8 @@ class ClassicalEngine(PromptEngine):
         self.iterations = int(iterations)
         self.seed_radius = int(seed_radius)
         self.seed = int(seed)
+        self.local = bool(local)
+        self.collapse_ratio = float(collapse_ratio)
         self._small = None
         self._scale = 1.0
         self._edge_cost = None
@@ -164,25 +167,50 @@ class ClassicalEngine(PromptEngine):
         return np.where(near, geodesic_fg, previous)
 
     def _grabcut(self, labels: np.ndarray) -> np.ndarray:
-        """GrabCut iterations on ``labels`` (GC_* values), colour models seeded from a sample."""
+        """GrabCut iterations on ``labels`` (GC_* values), inside a region of interest around
+        the probable object when ``self.local`` (outside it stays background)."""
+        rows, cols = self._region_of_interest(labels) if self.local else (slice(None), slice(None))
+        image = np.ascontiguousarray(self._small[rows, cols])
+        region = np.ascontiguousarray(labels[rows, cols])
         rng = np.random.default_rng(self.seed)
-        pixels = self._small.reshape(-1, 3).astype(np.float64)
+        pixels = image.reshape(-1, 3).astype(np.float64)
         fg_model = bg_model = None
         for _ in range(self.iterations):
-            flat = labels.reshape(-1)
-            is_fg = (flat == cv2.GC_FGD) | (flat == cv2.GC_PR_FGD)
+            is_fg = (region == cv2.GC_FGD) | (region == cv2.GC_PR_FGD)
             if is_fg.all() or not is_fg.any():
                 break  # one side is empty: OpenCV cannot learn its colour model
             if fg_model is None:
-                fg_model = _fit_gmm(pixels[is_fg], rng)
-                bg_model = _fit_gmm(pixels[~is_fg], rng)
-            before = labels.copy()
-            # One iteration per call (the models are updated in place) so the emptiness check
-            # above runs before every re-learning step.
-            cv2.grabCut(self._small, labels, None, bg_model, fg_model, 1, cv2.GC_EVAL)
-            if np.array_equal(before, labels):
+                fg_model = _fit_gmm(pixels[is_fg.reshape(-1)], rng)
+                bg_model = _fit_gmm(pixels[~is_fg.reshape(-1)], rng)
+            before = region.copy()
+            # One iteration per call (the models are updated in place) so the checks run
+            # between re-learning steps.
+            cv2.grabCut(image, region, None, bg_model, fg_model, 1, cv2.GC_EVAL)
+            after_fg = np.count_nonzero((region == cv2.GC_FGD) | (region == cv2.GC_PR_FGD))
+            if after_fg < self.collapse_ratio * np.count_nonzero(is_fg):
+                region = before  # the colour models ran away from the clicks: keep the last good cut
                 break
-        return labels
+            if np.array_equal(before, region):
+                break
+        if self.local:
+            labels = np.full_like(labels, cv2.GC_BGD)
+            labels[rows, cols] = region
+            return labels
+        return region
+
+    def _region_of_interest(self, labels: np.ndarray) -> tuple:
+        """Row and column slices around the probable foreground and the definite seeds,
+        widened by half the object's size on each side."""
+        busy = labels != cv2.GC_PR_BGD
+        ys, xs = np.nonzero(busy)
+        if len(ys) == 0:
+            return slice(None), slice(None)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        margin_y = int(0.5 * (y1 - y0)) + 8
+        margin_x = int(0.5 * (x1 - x0)) + 8
+        height, width = labels.shape
+        return (slice(max(0, y0 - margin_y), min(height, y1 + margin_y)),
+                slice(max(0, x0 - margin_x), min(width, x1 + margin_x)))
 
     def _upsample(self, small_mask: np.ndarray) -> np.ndarray:
         height, width = self._image.shape[:2]

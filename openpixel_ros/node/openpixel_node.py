@@ -57,10 +57,19 @@ class OpenPixelNode(Node):
         p = self._param
 
         model_path = p("model_path") or None
+        engine_options = {}
+        if p("engine") == "tensorrt":
+            if p("device") == "cpu":
+                raise StartupError("engine tensorrt needs device cuda or cuda:N (or use engine: onnxruntime)")
+            engine_options = dict(
+                precision=p("tensorrt.precision"), calib_images=p("tensorrt.calib_images") or None,
+                min_shape=p("tensorrt.min_shape") or None, opt_shape=p("tensorrt.opt_shape") or None,
+                max_shape=p("tensorrt.max_shape") or None, workspace_mb=p("tensorrt.workspace_mb"),
+                log=self.get_logger().info)  # an engine build takes minutes: say so
         try:
             self.segmentor = Segmentor(model_path, engine=p("engine"), device=p("device"), threads=p("threads"),
                                        label_upsampling=p("label_upsampling"), prompt_engine=p("prompt_engine"),
-                                       prompt_model=p("prompt_model") or None)
+                                       prompt_model=p("prompt_model") or None, **engine_options)
         except (EngineError, ContractError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from None
         contract = self.segmentor.contract

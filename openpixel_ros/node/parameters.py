@@ -42,10 +42,21 @@ NODE_PARAMETERS = (
               "(MediaPipe selfie segmentation, classes background/person).", read_only=True),
     ParamSpec("engine", "onnxruntime", "Inference backend.", read_only=True,
               choices=("onnxruntime", "tensorrt")),
-    ParamSpec("device", "cpu", "cpu, cuda or cuda:N (ONNX Runtime needs onnxruntime-gpu for cuda).",
+    ParamSpec("device", "cpu", "cpu, cuda or cuda:N (ONNX Runtime needs onnxruntime-gpu for cuda; "
+              "tensorrt needs cuda).",
               read_only=True, check=lambda v: None if v == "cpu" or v.startswith("cuda") else
               f"device must be cpu, cuda or cuda:N, got {v!r}"),
     ParamSpec("threads", 0, "ONNX Runtime intra-op threads; 0 = one per core.", read_only=True, min=0, max=256),
+    ParamSpec("tensorrt.precision", "fp16", "TensorRT build precision when model_path is an ONNX file "
+              "(the engine is built once and cached; see docs/tensorrt.md).", read_only=True,
+              choices=("fp32", "fp16", "int8")),
+    ParamSpec("tensorrt.calib_images", "", "Folder of images for INT8 calibration.", read_only=True),
+    ParamSpec("tensorrt.min_shape", "", "Optimization profile minimum HxW for dynamic-size models, e.g. "
+              "240x320; empty = the model's size or a built-in default.", read_only=True),
+    ParamSpec("tensorrt.opt_shape", "", "Optimization profile optimum HxW.", read_only=True),
+    ParamSpec("tensorrt.max_shape", "", "Optimization profile maximum HxW.", read_only=True),
+    ParamSpec("tensorrt.workspace_mb", 1024, "TensorRT builder workspace in MB.", read_only=True,
+              min=16, max=65536),
     # -- input --
     ParamSpec("input_transport", "raw", "raw: subscribe to sensor_msgs/Image on 'image'. compressed: "
               "sensor_msgs/CompressedImage (jpeg/png) on '<image>/compressed', image_transport's naming.",

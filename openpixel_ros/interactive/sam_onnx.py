@@ -1,0 +1,285 @@
+"""The "sam" prompt engine: bring-your-own Segment-Anything-format ONNX encoder + decoder.
+
+Encoder: one image input, either NCHW ``[1, 3, S, S]`` (the image resized so its longest
+side is S, normalised with SAM's pixel mean/std and zero-padded at the bottom/right) or
+HWC ``[H, W, 3]`` (samexporter's ``--use-preprocess`` export: resized RGB as float 0..255,
+the graph normalises and pads). S comes from the input's shape, else ``input_size``
+(1024). Output: the image embedding (``image_embeddings``, else the first output).
+
+Decoder: the segment-anything ``scripts/export_onnx_model.py`` signature, inputs
+``image_embeddings``, ``point_coords`` [1, N, 2] (pixels of the S-frame), ``point_labels``
+[1, N] (1 object, 0 background, 2/3 box corners, -1 padding), ``mask_input`` [1, 1, 4E, 4E],
+``has_mask_input`` [1], ``orig_im_size`` [2]; outputs ``masks`` [1, M, H, W] logits,
+``iou_predictions`` [1, M] and optionally ``low_res_masks`` [1, M, 4E, 4E]. Decoders that
+lack ``mask_input``/``has_mask_input``/``orig_im_size`` (NanoSAM's, EdgeSAM's) work too,
+as do ``scores`` for ``iou_predictions`` and low-resolution ``masks`` (upscaled here).
+
+Per frame the encoder runs once (``set_image`` caches the embedding under the frame's key);
+every click after the first runs only the decoder. See docs/interactive.md for exporting
+MobileSAM, EdgeSAM, NanoSAM and EfficientSAM.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..engines import Engine, EngineError, create_engine
+from .base import PromptEngine, PromptResult
+from .prompts import ClickPrompt, PromptError
+
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+DEFAULT_INPUT_SIZE = 1024
+#: Logit magnitude given to a binary previous mask turned into ``mask_input``.
+BINARY_MASK_LOGIT = 10.0
+
+_LABEL_PADDING, _LABEL_BOX_TOP_LEFT, _LABEL_BOX_BOTTOM_RIGHT = -1.0, 2.0, 3.0
+
+
+def decoder_path_for(encoder_path) -> Path:
+    """The decoder file beside an encoder, by name: ``X.encoder.onnx`` -> ``X.decoder.onnx``,
+    ``X_encoder.onnx`` -> ``X_decoder.onnx`` (also ``-encoder``, and ``image_encoder`` ->
+    ``mask_decoder`` as NanoSAM names them). Raises PromptError when no such file exists."""
+    encoder_path = Path(encoder_path)
+    name = encoder_path.name
+    candidates = []
+    for pattern, replacement in ((r"image_encoder", "mask_decoder"), (r"([._-])encoder", r"\1decoder")):
+        if re.search(pattern, name):
+            candidates.append(encoder_path.with_name(re.sub(pattern, replacement, name)))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(c.name for c in candidates) or "no name with 'encoder' in it to derive one from"
+    raise PromptError(f"no decoder found beside {encoder_path} (tried: {tried}); pass decoder=PATH")
+
+
+class SamOnnxEngine(PromptEngine):
+    """Segment-Anything-format encoder/decoder pair behind :class:`PromptEngine`.
+
+    ``encoder``/``decoder`` are :class:`~openpixel_ros.engines.Engine` instances (see
+    :meth:`from_files`). Options: ``input_size`` (encoder square side when the model's
+    input shape does not say), ``prompt_size`` (side of the square frame the decoder's
+    point coordinates and masks refer to: 1024 for every SAM-family decoder, even behind a
+    smaller encoder such as a 512 NanoSAM one), ``pixel_mean``/``pixel_std`` (RGB, 0..255 scale),
+    ``mask_source``: "auto" (upscale ``low_res_masks`` here when the decoder has it, which
+    sidesteps the traced aspect-ratio crop of some ``masks`` exports, else ``masks``),
+    "masks" or "low_res".
+    """
+
+    name = "sam"
+
+    def __init__(self, encoder: Engine, decoder: Engine, *, input_size: Optional[int] = None,
+                 prompt_size: int = DEFAULT_INPUT_SIZE, pixel_mean: Sequence[float] = SAM_PIXEL_MEAN, pixel_std: Sequence[float] = SAM_PIXEL_STD,
+                 mask_source: str = "auto"):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self._encoder_input = encoder.inputs[0]
+        shape = self._encoder_input.shape
+        if len(shape) == 4:
+            self._layout = "nchw"
+            fixed = [d for d in shape[2:] if d is not None]
+        elif len(shape) == 3:
+            self._layout = "hwc"
+            fixed = []
+        else:
+            raise EngineError(f"SAM encoder input {self._encoder_input.name!r} has shape {shape}; "
+                              "expected [1, 3, S, S] or [H, W, 3]")
+        self.input_size = int(input_size or (max(fixed) if fixed else DEFAULT_INPUT_SIZE))
+        self.prompt_size = int(prompt_size)
+        self.pixel_mean = np.asarray(pixel_mean, np.float32)
+        self.pixel_std = np.asarray(pixel_std, np.float32)
+        output_names = [o.name for o in encoder.outputs]
+        self._embedding_name = "image_embeddings" if "image_embeddings" in output_names else output_names[0]
+
+        inputs = {spec.name: spec for spec in decoder.inputs}
+        missing = [n for n in ("point_coords", "point_labels") if n not in inputs]
+        if missing:
+            raise EngineError(f"SAM decoder lacks input(s) {', '.join(missing)}; its inputs are "
+                              f"{', '.join(inputs)} (see docs/interactive.md for the supported signature)")
+        self._decoder_inputs = inputs
+        self._embedding_input = "image_embeddings" if "image_embeddings" in inputs else next(
+            n for n in inputs if n not in ("point_coords", "point_labels", "mask_input",
+                                           "has_mask_input", "orig_im_size"))
+        outputs = [o.name for o in decoder.outputs]
+        self._score_output = next((n for n in ("iou_predictions", "scores") if n in outputs), None)
+        if self._score_output is None or not {"masks", "low_res_masks"} & set(outputs):
+            raise EngineError(f"SAM decoder outputs are {', '.join(outputs)}; expected masks and/or "
+                              "low_res_masks, and iou_predictions (or scores)")
+        if mask_source not in ("auto", "masks", "low_res"):
+            raise PromptError(f"mask_source must be auto, masks or low_res, not {mask_source!r}")
+        if mask_source == "auto":
+            mask_source = "low_res" if "low_res_masks" in outputs else "masks"
+        if mask_source == "low_res" and "low_res_masks" not in outputs:
+            raise EngineError("mask_source 'low_res' needs a decoder output named low_res_masks")
+        if mask_source == "masks" and "masks" not in outputs:
+            raise EngineError("mask_source 'masks' needs a decoder output named masks")
+        self.mask_source = mask_source
+        self._mask_input_size = self._decoder_mask_input_size()
+
+        self._embedding = None
+        self._prompt_resized = None  # (h, w) of the frame inside the decoder's prompt_size square
+        self._last = None  # (binary mask, its low-res logits) of this frame's last answer
+
+    @classmethod
+    def from_files(cls, encoder_path, decoder: Optional[str] = None, *, device: str = "cpu",
+                   threads: int = 0, backend: str = "onnxruntime", **options) -> "SamOnnxEngine":
+        """Load an encoder ONNX and its decoder (``decoder`` or found by :func:`decoder_path_for`)."""
+        if not encoder_path:
+            raise PromptError("prompt engine 'sam' needs model=<image encoder .onnx>")
+        decoder_path = Path(decoder) if decoder else decoder_path_for(encoder_path)
+        encoder = create_engine(backend, encoder_path, device=device, threads=threads)
+        decoder_engine = create_engine(backend, decoder_path, device=device, threads=threads)
+        return cls(encoder, decoder_engine, **options)
+
+    # -- geometry ----------------------------------------------------------------------
+    @staticmethod
+    def resized_size(height: int, width: int, side: int) -> tuple:
+        """``(h, w)`` of a frame after SAM's resize of its longest side to ``side``."""
+        scale = side / max(height, width)
+        return int(height * scale + 0.5), int(width * scale + 0.5)
+
+    def to_model_coords(self, points: np.ndarray) -> np.ndarray:
+        """Frame pixels -> pixels of the decoder's ``prompt_size`` frame (per-axis resize ratio)."""
+        height, width = self._image.shape[:2]
+        new_h, new_w = self._prompt_resized
+        scale = np.array([new_w / width, new_h / height], np.float32)
+        return (np.asarray(points, np.float32).reshape(-1, 2) * scale).astype(np.float32)
+
+    # -- per frame ---------------------------------------------------------------------
+    def _prepare(self, rgb: np.ndarray) -> None:
+        height, width = rgb.shape[:2]
+        self._prompt_resized = self.resized_size(height, width, self.prompt_size)
+        new_h, new_w = self.resized_size(height, width, self.input_size)
+        shrinking = new_h < height
+        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        if self._layout == "hwc":
+            tensor = resized.astype(np.float32)
+        else:
+            normalised = (resized.astype(np.float32) - self.pixel_mean) / self.pixel_std
+            tensor = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
+            tensor[0, :, :new_h, :new_w] = normalised.transpose(2, 0, 1)
+        outputs = self.encoder.run({self._encoder_input.name: tensor})
+        self._embedding = outputs[self._embedding_name]
+        self._last = None
+
+    # -- per prompt --------------------------------------------------------------------
+    def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
+        coords, labels = self.decoder_points(prompt)
+        feeds = {self._embedding_input: self._embedding,
+                 "point_coords": coords[None].astype(np.float32),
+                 "point_labels": labels[None].astype(np.float32)}
+        if "mask_input" in self._decoder_inputs:
+            mask_input = self._mask_input(prompt)
+            feeds["mask_input"] = mask_input if mask_input is not None else np.zeros(
+                (1, 1, self._mask_input_size, self._mask_input_size), np.float32)
+            if "has_mask_input" in self._decoder_inputs:
+                feeds["has_mask_input"] = np.array([0.0 if mask_input is None else 1.0], np.float32)
+        if "orig_im_size" in self._decoder_inputs:
+            dtype = self._decoder_inputs["orig_im_size"].dtype
+            feeds["orig_im_size"] = np.array(self._image.shape[:2], dtype=dtype)
+        outputs = self.decoder.run(feeds)
+
+        scores = np.asarray(outputs[self._score_output], np.float32).reshape(-1)
+        low_res = outputs.get("low_res_masks")
+        low_res = None if low_res is None else np.asarray(low_res, np.float32).reshape(-1, *low_res.shape[-2:])
+        if self.mask_source == "low_res":
+            logits = None
+        else:
+            logits = np.asarray(outputs["masks"], np.float32)
+            logits = logits.reshape(-1, *logits.shape[-2:])
+            if logits.shape[-2:] != self._image.shape[:2]:
+                low_res, logits = logits, None  # EdgeSAM-style: "masks" are the low-resolution ones
+        count = len(scores)
+
+        order = self._candidate_order(scores, prompt, multimask)
+        masks, kept_scores, kept_low_res = [], [], []
+        for index in order:
+            full = logits[index] if logits is not None else self._upscale(low_res[index])
+            masks.append(full > 0.0)
+            kept_scores.append(float(np.clip(scores[index], 0.0, 1.0)))
+            kept_low_res.append(None if low_res is None or len(low_res) != count else low_res[index])
+        best_low_res = kept_low_res[0]
+        if best_low_res is not None:
+            self._last = (masks[0], best_low_res)
+        return PromptResult(masks=masks, scores=kept_scores,
+                            low_res_logits=None if best_low_res is None else best_low_res[None, None])
+
+    def decoder_points(self, prompt: ClickPrompt) -> tuple:
+        """``(coords [K, 2], labels [K])`` fed to the decoder: clicks in the encoder frame, then
+        the box as two corners labelled 2 and 3, or else SAM's padding point (0, 0, -1)."""
+        coords = [self.to_model_coords(prompt.points)]
+        labels = [prompt.labels.astype(np.float32)]
+        if prompt.box is not None:
+            x0, y0, x1, y1 = prompt.box
+            coords.append(self.to_model_coords([[x0, y0], [x1, y1]]))
+            labels.append(np.array([_LABEL_BOX_TOP_LEFT, _LABEL_BOX_BOTTOM_RIGHT], np.float32))
+        else:
+            coords.append(np.zeros((1, 2), np.float32))
+            labels.append(np.array([_LABEL_PADDING], np.float32))
+        return np.concatenate(coords).astype(np.float32), np.concatenate(labels).astype(np.float32)
+
+    def _candidate_order(self, scores: np.ndarray, prompt: ClickPrompt, multimask: bool) -> list:
+        """Indices of the masks to return, best first.
+
+        With 4 outputs (SAM's single-mask token first, then 3 multimask tokens): multimask
+        returns tokens 1..3 by predicted IoU; single mask follows SAM's own rule, the best of
+        1..3 for a lone click and token 0 once there is more than one click or a box.
+        Otherwise every output is a candidate, by predicted IoU (single mask: the best one).
+        """
+        count = len(scores)
+        if count == 4:
+            if not multimask and (len(prompt.points) > 1 or prompt.box is not None):
+                return [0]
+            candidates = [1, 2, 3]
+        else:
+            candidates = list(range(count))
+        ranked = sorted(candidates, key=lambda i: -float(scores[i]))
+        return ranked if multimask else ranked[:1]
+
+    def _mask_input(self, prompt: ClickPrompt) -> Optional[np.ndarray]:
+        """``mask_input`` for the decoder: the caller's logits, this engine's own logits when the
+        previous mask is the one it last returned on this frame, else the binary mask as logits."""
+        size = self._mask_input_size
+        if prompt.previous_logits is not None:
+            logits = np.asarray(prompt.previous_logits, np.float32)
+            if logits.shape[-2:] != (size, size):
+                raise PromptError(f"previous logits are {logits.shape[-1]}x{logits.shape[-2]}; "
+                                  f"this decoder takes {size}x{size}")
+            return logits.reshape(1, 1, size, size)
+        if prompt.previous_mask is None:
+            return None
+        if self._last is not None and np.array_equal(self._last[0], prompt.previous_mask):
+            return self._last[1].reshape(1, 1, size, size)
+        # A binary mask: into the padded prompt frame, down to the low-res grid, as +/- logits.
+        scale = size / self.prompt_size
+        new_h, new_w = self._prompt_resized
+        small_h, small_w = max(1, round(new_h * scale)), max(1, round(new_w * scale))
+        small = cv2.resize(prompt.previous_mask.view(np.uint8).astype(np.float32), (small_w, small_h),
+                           interpolation=cv2.INTER_AREA)
+        grid = np.full((size, size), -BINARY_MASK_LOGIT, np.float32)
+        grid[:small_h, :small_w] = np.where(small > 0.5, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)
+        return grid[None, None]
+
+    def _upscale(self, low_res: np.ndarray) -> np.ndarray:
+        """SAM's mask post-processing: low-res logits -> prompt frame -> crop padding -> frame size."""
+        height, width = self._image.shape[:2]
+        new_h, new_w = self._prompt_resized
+        frame = cv2.resize(low_res, (self.prompt_size, self.prompt_size), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(frame[:new_h, :new_w], (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def _decoder_mask_input_size(self) -> int:
+        spec = self._decoder_inputs.get("mask_input")
+        if spec is not None and spec.shape and spec.shape[-1] is not None:
+            return int(spec.shape[-1])
+        return self.prompt_size // 4  # SAM: 4x the 64x64 embedding grid
+
+    def close(self) -> None:
+        super().close()
+        self.encoder.close()
+        self.decoder.close()
+        self._embedding = None
+        self._last = None

@@ -1,0 +1,110 @@
+"""Training samples: an RGB image, its class-id label image, and one object for the click head.
+
+Two sources: generated shapes (deterministic per index, for tests and smoke
+runs) and a folder of images with label PNGs of the same stem (the CamVid
+layout of ``../shared/datasets/camvid``). Randomness (flips, object choice)
+comes from the generator the caller passes, so a training step is
+reproducible from its seed alone.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from .config import DataConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class SyntheticShapes:
+    """Ellipses and rectangles of class-specific colours on a textured background (class 0)."""
+
+    def __init__(self, num_samples: int, height: int, width: int, num_classes: int, seed: int = 0):
+        if num_classes < 2:
+            raise ValueError("synthetic shapes need at least 2 classes")
+        self.num_samples, self.height, self.width, self.num_classes, self.seed = \
+            num_samples, height, width, num_classes, seed
+        palette_rng = np.random.default_rng([seed, 7])
+        self.palette = palette_rng.integers(0, 256, (num_classes, 3))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, index])
+        h, w = self.height, self.width
+        image = np.clip(self.palette[0] + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+        labels = np.zeros((h, w), np.uint8)
+        for _ in range(int(rng.integers(1, 4))):
+            cls = int(rng.integers(1, self.num_classes))
+            shape = np.zeros((h, w), np.uint8)
+            cx, cy = int(rng.integers(w // 5, 4 * w // 5)), int(rng.integers(h // 5, 4 * h // 5))
+            rx, ry = int(rng.integers(w // 10, w // 3)), int(rng.integers(h // 10, h // 3))
+            if rng.random() < 0.5:
+                cv2.ellipse(shape, (cx, cy), (rx, ry), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+            else:
+                cv2.rectangle(shape, (cx - rx, cy - ry), (cx + rx, cy + ry), 1, -1)
+            inside = shape.astype(bool)
+            labels[inside] = cls
+            colour = self.palette[cls] + rng.normal(0, 12, (int(inside.sum()), 3))
+            image[inside] = np.clip(colour, 0, 255).astype(np.uint8)
+        return image, labels
+
+
+class LabelFolder:
+    """Images in one folder, uint8 label PNGs with the same stem in another, resized to a fixed size."""
+
+    def __init__(self, images: str, labels: str, height: int, width: int):
+        image_dir, label_dir = Path(images), Path(labels)
+        if not image_dir.is_dir() or not label_dir.is_dir():
+            raise FileNotFoundError(f"data folders not found: {image_dir}, {label_dir}")
+        label_by_stem = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == ".png"}
+        self.pairs = [(p, label_by_stem[p.stem]) for p in sorted(image_dir.iterdir())
+                      if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in label_by_stem]
+        if not self.pairs:
+            raise FileNotFoundError(f"no image in {image_dir} has a label PNG in {label_dir}")
+        self.height, self.width = height, width
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int):
+        image_path, label_path = self.pairs[index]
+        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        labels = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+        if bgr is None or labels is None or labels.ndim != 2:
+            raise ValueError(f"cannot read {image_path} / {label_path} as an image and a 1-channel label map")
+        size = (self.width, self.height)
+        rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA)
+        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+        return rgb, labels
+
+
+def make_dataset(config: DataConfig, num_classes: int, seed: int):
+    if config.kind == "synthetic":
+        return SyntheticShapes(config.num_samples, config.height, config.width, num_classes, seed)
+    return LabelFolder(config.images, config.labels, config.height, config.width)
+
+
+def pick_object(labels: np.ndarray, rng: np.random.Generator, ignore_index: int,
+                background_classes=(0,)) -> Optional[np.ndarray]:
+    """A random object: the connected component of a random pixel of a random foreground class.
+
+    Returns an HxW bool mask, or None when the label image has no foreground class.
+    """
+    present = [c for c in np.unique(labels) if c != ignore_index and c not in background_classes]
+    if not present:
+        return None
+    cls = present[int(rng.integers(len(present)))]
+    count, components = cv2.connectedComponents((labels == cls).astype(np.uint8), connectivity=8)
+    rows, cols = np.nonzero(components)
+    i = int(rng.integers(len(rows)))
+    return components == components[rows[i], cols[i]]
+
+
+def to_model_input(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 HxWx3 -> float32 3xHxW in [-1, 1] (the contract's scale 1/255, mean 0.5, std 0.5)."""
+    return (rgb.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
