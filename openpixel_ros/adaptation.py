@@ -85,7 +85,7 @@ class AdaptationState:
     gain: float = 1.0
     gamma: float = 1.0             # output = ((input - black_level) * gain) ** gamma
     clahe_clip_limit: float = 0.0  # 0: no equalisation
-    denoise_sigma: float = 0.0     # 0: no denoising
+    denoise_strength: float = 0.0  # bilateral range sigma (8-bit levels) before the curve; 0: none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -421,8 +421,8 @@ class LightingAdapter:
         slope = (float(lut[min(255, level + 8)]) - float(lut[max(0, level - 8)])) / 16.0
         out = rgb
         if c.denoise_factor > 0 and state.noise_sigma * slope > c.noise_tolerance:
-            state.denoise_sigma = c.denoise_factor * state.noise_sigma
-            out = cv2.bilateralFilter(out, c.denoise_diameter, state.denoise_sigma, c.denoise_diameter / 2.0)
+            state.denoise_strength = c.denoise_factor * state.noise_sigma
+            out = cv2.bilateralFilter(out, c.denoise_diameter, state.denoise_strength, c.denoise_diameter / 2.0)
         out = cv2.LUT(out, lut)
         state.clahe_clip_limit = c.clahe_clip_limit * s
         if state.clahe_clip_limit > 0:

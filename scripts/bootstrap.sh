@@ -17,7 +17,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${OPENPIXEL_VENV:-$REPO_ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 PIP_VERSION="26.3"
-REQUIREMENT_FILES=(runtime build test)
+REQUIREMENT_FILES=(runtime build test train)
 
 started_at=$SECONDS
 progress() { echo "[bootstrap] $*"; }

@@ -12,9 +12,9 @@ from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio
 
 from openpixel_ros.adaptation import (CONDITIONING_LAYOUT, CONDITIONING_SIZE, AdaptationConfig,
-                                      AdaptationState, LightingAdapter, LightingStats, ScoreSmoother,
-                                      complexity_score, compute_stats, estimate_noise)
-from openpixel_ros.eval.lighting import SHIFTS, darken, dusk, gamma_shift, shift_rng
+                                      LightingAdapter, LightingStats, ScoreSmoother, complexity_score,
+                                      compute_stats, estimate_noise)
+from openpixel_ros.eval.lighting import SHIFTS, darken, dusk, shift_rng
 from openpixel_ros.semantic import SemanticSegmenter
 
 
@@ -148,11 +148,11 @@ def test_noise_is_removed_before_brightening():
     noisy = dusk(original, np.random.default_rng(0))
     adapted, state = LightingAdapter().process(noisy)
     naive, _ = LightingAdapter(AdaptationConfig(mode="naive")).process(noisy)
-    assert state.active and state.denoise_sigma > 0 and state.gain > 1.5
+    assert state.active and state.denoise_strength > 0 and state.gain > 1.5
     assert estimate_noise(adapted) < estimate_noise(naive)
     assert peak_signal_noise_ratio(original, adapted) > peak_signal_noise_ratio(original, naive)
     clean_dark = darken(original, 0.3)
-    assert LightingAdapter().process(clean_dark)[1].denoise_sigma == 0.0  # nothing to denoise
+    assert LightingAdapter().process(clean_dark)[1].denoise_strength == 0.0  # nothing to denoise
 
 
 def test_noise_estimate_tracks_added_noise():

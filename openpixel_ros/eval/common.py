@@ -92,10 +92,12 @@ class ClassMap:
 
     @classmethod
     def from_file(cls, path, model_classes: Sequence[str]) -> "ClassMap":
-        """Read a YAML/JSON class map (format in ``config/class_maps/README.md``) for a model's classes.
+        """Read a YAML/JSON class map for a model's classes.
 
-        Keys of ``map`` are model class names (or indices); values are evaluation ids or null.
-        Every model class must appear, so a typo cannot silently drop a class.
+        Format: ``target_classes`` (evaluation class names, index = id), optional
+        ``ignore_index`` (the label id not scored) and ``map`` from model class names (or
+        indices) to evaluation ids, or null for "no evaluation class". Every model class
+        must appear, so a typo cannot silently drop one.
         """
         path = Path(path)
         text = path.read_text()

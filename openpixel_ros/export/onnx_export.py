@@ -12,8 +12,9 @@
   ``mask_logits [1,1,H/4,W/4]``, ``score [1,1]``.
 
 Sizes written H/4 round up. Export uses PyTorch's TorchScript-based exporter
-(``dynamo=False``: no extra dependency, plain opset-17 graphs) and refuses a
-graph with an operator outside :data:`TENSORRT_OPS`.
+(``dynamo=False``: no extra dependency, opset 17), folds the result with ONNX
+Runtime's basic optimisations (:func:`fold_constants`) and refuses a graph with
+an operator outside :data:`TENSORRT_OPS`.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class ClassicalEngine(PromptEngine):
     name = "classical"
 
     def __init__(self, work_size: int = 320, iterations: int = 3, seed_radius: int = 3, seed: int = 0,
-                 local: bool = True, collapse_ratio: float = 0.1):
+                 collapse_ratio: float = 0.1, reach: float = 1.0, hard_ratio: float = 0.3):
         super().__init__()
         if work_size < 32 or iterations < 1 or seed_radius < 0:
             raise ValueError("work_size >= 32, iterations >= 1 and seed_radius >= 0 are required")
@@ -60,7 +60,8 @@ class ClassicalEngine(PromptEngine):
         self.iterations = int(iterations)
         self.seed_radius = int(seed_radius)
         self.seed = int(seed)
-        self.local = bool(local)
+        self.reach = float(reach)
+        self.hard_ratio = float(hard_ratio)
         self.collapse_ratio = float(collapse_ratio)
         self._small = None
         self._scale = 1.0
@@ -89,10 +90,7 @@ class ClassicalEngine(PromptEngine):
         if prompt.box is not None:
             box_mask = self._small_box(prompt.box)
 
-        probable_fg = self._initial_foreground(prompt, positive, negative, box_mask)
-        labels = np.where(probable_fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-        if box_mask is not None:
-            labels[~box_mask] = cv2.GC_BGD
+        labels = self._initial_labels(prompt, positive, negative, box_mask)
         for point, label in seeds:  # later clicks override earlier ones where discs overlap
             cv2.circle(labels, point, self.seed_radius, int(cv2.GC_FGD if label else cv2.GC_BGD), -1)
         for point, label in seeds:
@@ -129,88 +127,65 @@ class ClassicalEngine(PromptEngine):
         inside[r0:r1, c0:c1] = True
         return inside
 
-    def _initial_foreground(self, prompt, positive, negative, box_mask) -> np.ndarray:
-        """Probable foreground before GrabCut: geodesic competition, or the previous mask."""
+    def _initial_labels(self, prompt, positive, negative, box_mask) -> np.ndarray:
+        """GrabCut labels before the clicks' discs: probable foreground/background from the
+        geodesic competition (or the previous mask away from the clicks), definite where a
+        pixel is much closer to one side's clicks than to the other side."""
         shape = self._small.shape[:2]
+        fg_distance = _geodesic(self._edge_cost, _points_mask(shape, positive))
+        neg_distance = _geodesic(self._edge_cost, _points_mask(shape, negative))
+        outside_distance = (self._border_distance if box_mask is None
+                            else _geodesic(self._edge_cost, _border_mask(shape, box_mask)))
+        bg_distance = np.minimum(neg_distance, outside_distance)
         if positive:
-            fg_distance = _geodesic(self._edge_cost, _points_mask(shape, positive))
-            if box_mask is not None:
-                background_seeds = _border_mask(shape, box_mask)
-                bg_distance = _geodesic(self._edge_cost, background_seeds | _points_mask(shape, negative))
-            else:
-                bg_distance = self._border_distance
-                if negative:
-                    bg_distance = np.minimum(bg_distance,
-                                             _geodesic(self._edge_cost, _points_mask(shape, negative)))
-            geodesic_fg = fg_distance < bg_distance
+            probable_fg = fg_distance < bg_distance
         elif box_mask is not None:
-            geodesic_fg = box_mask.copy()
-            fg_distance = None
+            probable_fg = box_mask.copy()
         else:  # negative clicks only: nothing says where the object is
-            geodesic_fg = np.zeros(shape, bool)
-            fg_distance = None
+            probable_fg = np.zeros(shape, bool)
 
-        if prompt.previous_mask is None:
-            return geodesic_fg
-        previous = cv2.resize(prompt.previous_mask.view(np.uint8), (shape[1], shape[0]),
-                              interpolation=cv2.INTER_AREA) > 0
+        if prompt.previous_mask is not None:
+            previous = cv2.resize(prompt.previous_mask.view(np.uint8), (shape[1], shape[0]),
+                                  interpolation=cv2.INTER_AREA) > 0
+            click_distance = np.minimum(fg_distance, neg_distance)
+            click_seeds = _points_mask(shape, positive + negative)
+            # Near the clicks the geodesic labels win, so a correction flips its whole region;
+            # "near" is relative to how far the clicks are from the image border.
+            reach = self.reach * float(np.median(self._border_distance[click_seeds]))
+            probable_fg = np.where(click_distance < reach, probable_fg, previous)
+
+        labels = np.where(probable_fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
         if box_mask is not None:
-            previous &= box_mask
-        # Near a click the geodesic labels win: "near" = closer (geodesically) to some click
-        # than a quarter of the typical click-to-border distance.
-        click_seeds = _points_mask(shape, positive + negative)
-        if not click_seeds.any():
-            return previous
-        click_distance = _geodesic(self._edge_cost, click_seeds)
-        reach = 0.25 * float(np.median(self._border_distance[click_seeds]))
-        near = click_distance < reach
-        return np.where(near, geodesic_fg, previous)
+            labels[~box_mask] = cv2.GC_BGD
+        if positive and self.hard_ratio > 0:
+            labels[fg_distance < self.hard_ratio * bg_distance] = cv2.GC_FGD
+            labels[neg_distance < self.hard_ratio * fg_distance] = cv2.GC_BGD
+            if box_mask is not None:
+                labels[~box_mask] = cv2.GC_BGD
+        return labels
 
     def _grabcut(self, labels: np.ndarray) -> np.ndarray:
-        """GrabCut iterations on ``labels`` (GC_* values), inside a region of interest around
-        the probable object when ``self.local`` (outside it stays background)."""
-        rows, cols = self._region_of_interest(labels) if self.local else (slice(None), slice(None))
-        image = np.ascontiguousarray(self._small[rows, cols])
-        region = np.ascontiguousarray(labels[rows, cols])
+        """GrabCut iterations on ``labels`` (GC_* values), colour models seeded from a sample."""
         rng = np.random.default_rng(self.seed)
-        pixels = image.reshape(-1, 3).astype(np.float64)
+        pixels = self._small.reshape(-1, 3).astype(np.float64)
         fg_model = bg_model = None
         for _ in range(self.iterations):
-            is_fg = (region == cv2.GC_FGD) | (region == cv2.GC_PR_FGD)
+            is_fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
             if is_fg.all() or not is_fg.any():
                 break  # one side is empty: OpenCV cannot learn its colour model
             if fg_model is None:
                 fg_model = _fit_gmm(pixels[is_fg.reshape(-1)], rng)
                 bg_model = _fit_gmm(pixels[~is_fg.reshape(-1)], rng)
-            before = region.copy()
+            before = labels.copy()
             # One iteration per call (the models are updated in place) so the checks run
             # between re-learning steps.
-            cv2.grabCut(image, region, None, bg_model, fg_model, 1, cv2.GC_EVAL)
-            after_fg = np.count_nonzero((region == cv2.GC_FGD) | (region == cv2.GC_PR_FGD))
+            cv2.grabCut(self._small, labels, None, bg_model, fg_model, 1, cv2.GC_EVAL)
+            after_fg = np.count_nonzero((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD))
             if after_fg < self.collapse_ratio * np.count_nonzero(is_fg):
-                region = before  # the colour models ran away from the clicks: keep the last good cut
+                return before  # the colour models ran away from the clicks: keep the last good cut
+            if np.array_equal(before, labels):
                 break
-            if np.array_equal(before, region):
-                break
-        if self.local:
-            labels = np.full_like(labels, cv2.GC_BGD)
-            labels[rows, cols] = region
-            return labels
-        return region
-
-    def _region_of_interest(self, labels: np.ndarray) -> tuple:
-        """Row and column slices around the probable foreground and the definite seeds,
-        widened by half the object's size on each side."""
-        busy = labels != cv2.GC_PR_BGD
-        ys, xs = np.nonzero(busy)
-        if len(ys) == 0:
-            return slice(None), slice(None)
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        margin_y = int(0.5 * (y1 - y0)) + 8
-        margin_x = int(0.5 * (x1 - x0)) + 8
-        height, width = labels.shape
-        return (slice(max(0, y0 - margin_y), min(height, y1 + margin_y)),
-                slice(max(0, x0 - margin_x), min(width, x1 + margin_x)))
+        return labels
 
     def _upsample(self, small_mask: np.ndarray) -> np.ndarray:
         height, width = self._image.shape[:2]

@@ -106,7 +106,8 @@ class OpenPixelPromptEngine(PromptEngine):
             raise
 
     def set_conditioning(self, conditioning: Optional[np.ndarray]) -> None:
-        """Adaptation vector for the frames set from now on (it changes the encoder's features)."""
+        """Adaptation vector for the frames set from now on. It changes the encoder's features, so the
+        cached frame is dropped: call :meth:`set_image` again before the next :meth:`predict`."""
         self.conditioning = None if conditioning is None else np.asarray(conditioning, np.float32)
         self._key = None  # the cached features were computed with the old vector
 

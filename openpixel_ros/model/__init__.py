@@ -1,5 +1,5 @@
 """The OpenPixel segmentation model and the DeepLabV3-MobileNetV2 reference port (PyTorch).
 
-Training and export code only: importing this package imports torch, which
-the node and the engines never do. See docs/model.md.
+Training and export code: every submodule imports torch except ``prompt_maps``
+(numpy + OpenCV), which the node's prompt engine shares. See docs/model.md.
 """

@@ -55,7 +55,9 @@ def _prompt_gaussian(grid_hw, points: np.ndarray, scribbles: Sequence, scale_x: 
         seeds = np.zeros(grid_hw, np.uint8)
         for line in scribbles:
             pts = np.round(_to_grid(line, scale_x, scale_y)).astype(np.int32).reshape(-1, 1, 2)
-            cv2.polylines(seeds, [pts], False, 1, 1) if len(pts) > 1 else \
+            if len(pts) > 1:
+                cv2.polylines(seeds, [pts], False, 1, 1)
+            elif len(pts) == 1:
                 cv2.circle(seeds, tuple(int(v) for v in pts[0, 0]), 0, 1, -1)
         if seeds.any():
             # distanceTransform measures the distance to the nearest zero pixel, so invert the seeds.

@@ -180,7 +180,8 @@ class Trainer:
             f4, f8 = features_s4[keep], features_s8[keep]
             with torch.no_grad():
                 for _ in range(int(rng.integers(0, cfg.clicks.max_iterations + 1))):
-                    mask_logits, _ = self.model.decode(f4.detach(), f8.detach(), self._prompts(clicks, previous, input_hw))
+                    prompts = self._prompts(clicks, previous, input_hw)
+                    mask_logits, _ = self.model.decode(f4.detach(), f8.detach(), prompts)
                     full = F.interpolate(mask_logits, size=input_hw, mode="bilinear", align_corners=False)
                     for i, gt in enumerate(gts):
                         click = next_click(full[i, 0].numpy() > 0, gt, ignore[i], rng)

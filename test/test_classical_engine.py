@@ -1,0 +1,122 @@
+"""The classical (GrabCut) prompt engine: guarantees, prompts of every kind, real GrabCut images."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from openpixel_ros.eval.click_protocol import evaluate_sample, iou, load_ground_truth
+from openpixel_ros.eval.common import load_rgb, pair_by_stem
+from openpixel_ros.interactive import ClickPrompt, create_prompt_engine
+
+H, W = 240, 320
+
+
+def _scene(seed=0):
+    """Textured dark background, a bright ellipse (the object) and a bright square (a distractor)."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(20, 70, (H, W, 3), dtype=np.uint8)
+    rows, cols = np.mgrid[:H, :W]
+    ellipse = ((cols - 110) / 60.0) ** 2 + ((rows - 120) / 45.0) ** 2 <= 1
+    square = (rows >= 90) & (rows < 150) & (cols >= 220) & (cols < 280)
+    rgb[ellipse] = (rng.integers(190, 230, (int(ellipse.sum()), 3))).astype(np.uint8)
+    rgb[square] = (rng.integers(190, 230, (int(square.sum()), 3))).astype(np.uint8)
+    return rgb, ellipse, square
+
+
+def _prompt(points, labels, **kwargs):
+    return ClickPrompt.from_lists(points, labels, image_size=(H, W), **kwargs)
+
+
+@pytest.fixture()
+def engine():
+    return create_prompt_engine("classical")
+
+
+def test_one_click_selects_the_clicked_object_only(engine):
+    rgb, ellipse, square = _scene()
+    engine.set_image(rgb)
+    result = engine.predict(_prompt([(110, 120)], [1]))
+    assert result.mask.shape == (H, W) and result.mask.dtype == bool
+    assert iou(ellipse, result.mask) > 0.95
+    assert not (result.mask & square).any()  # same colour, but not connected to the click
+    assert 0.8 < result.score <= 1.0
+    assert set(result.timings) >= {"encoder_ms", "decoder_ms", "total_ms"}
+
+
+def test_box_alone_segments_the_object_inside(engine):
+    rgb, ellipse, _ = _scene()
+    engine.set_image(rgb)
+    result = engine.predict(_prompt([], [], box=(40, 65, 180, 176)))
+    assert iou(ellipse, result.mask) > 0.95
+    assert not result.mask[:, 180:].any() and not result.mask[:65].any()
+
+
+def test_negative_click_removes_a_joined_part(engine):
+    rgb, ellipse, square = _scene()
+    rgb[110:130, 165:225] = rgb[120, 110]  # a bridge joins the ellipse to the square
+    engine.set_image(rgb)
+    both = engine.predict(_prompt([(110, 120)], [1]))
+    assert (both.mask & square).mean() > 0 and (both.mask & square).sum() > 0.9 * square.sum()
+    corrected = engine.predict(_prompt([(110, 120), (250, 120)], [1, 0]))
+    assert (corrected.mask & square).sum() < 0.1 * square.sum()
+    assert (corrected.mask & ellipse).sum() > 0.95 * ellipse.sum()
+
+
+def test_clicks_are_always_respected(engine):
+    """Whatever the image, positive clicks are in the mask and negative ones out of it,
+    even when they contradict the image (a 'positive' click on background)."""
+    rgb, _, _ = _scene(seed=3)
+    engine.set_image(rgb)
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        points = rng.uniform([0, 0], [W, H], size=(5, 2))
+        labels = rng.integers(0, 2, 5)
+        result = engine.predict(_prompt(points, labels))
+        for (x, y), label in zip(points.astype(int), labels):
+            assert result.mask[y, x] == bool(label)
+
+
+def test_previous_mask_and_determinism(engine):
+    rgb, ellipse, _ = _scene()
+    engine.set_image(rgb)
+    first = engine.predict(_prompt([(110, 120)], [1]))
+    again = engine.predict(_prompt([(110, 120)], [1]))
+    np.testing.assert_array_equal(first.mask, again.mask)
+    refined = engine.predict(_prompt([(110, 120), (300, 10)], [1, 0], previous_mask=first.mask))
+    assert iou(ellipse, refined.mask) > 0.95
+    assert refined.low_res_logits is None
+
+
+def test_large_frames_are_processed_at_the_working_size():
+    rgb, ellipse, _ = _scene()
+    big = np.repeat(np.repeat(rgb, 3, axis=0), 3, axis=1)  # 960x720
+    big_truth = np.repeat(np.repeat(ellipse, 3, axis=0), 3, axis=1)
+    engine = create_prompt_engine("classical", work_size=320)
+    engine.set_image(big)
+    result = engine.predict(ClickPrompt.from_lists([(330, 360)], [1], image_size=big.shape[:2]))
+    assert result.mask.shape == big.shape[:2]
+    assert iou(big_truth, result.mask) > 0.95
+
+
+def test_score_is_lower_when_object_and_surroundings_look_alike(engine):
+    rgb, _, _ = _scene()
+    engine.set_image(rgb)
+    clear = engine.predict(_prompt([(110, 120)], [1])).score
+    rng = np.random.default_rng(1)
+    noise = rng.integers(20, 230, (H, W, 3), dtype=np.uint8)  # no object at all
+    engine.set_image(noise)
+    vague = engine.predict(_prompt([(110, 120)], [1])).score
+    assert 0.0 <= vague < clear
+
+
+def test_real_grabcut_images_reach_high_iou():
+    """Three GrabCut benchmark images under the standard protocol, five clicks each."""
+    pairs = pair_by_stem(shared_path("datasets", "grabcut", "images"), shared_path("datasets", "grabcut", "masks"))
+    engine = create_prompt_engine("classical")
+    ious_at_5 = []
+    for stem, image_path, mask_path in pairs[:3]:
+        ground_truth, ignore = load_ground_truth(mask_path)
+        sample = evaluate_sample(engine, load_rgb(image_path), ground_truth, ignore, name=stem, max_clicks=5)
+        ious_at_5.append(sample.iou_at(5))
+    assert np.mean(ious_at_5) > 0.85
