@@ -5,7 +5,8 @@ Per frame, :class:`LightingAdapter` does
 1. **Statistics** (:func:`compute_stats`) on a decimated luminance image (at most
    ``max_side`` pixels a side): the Shannon entropy of the 256-bin luminance
    histogram divided by 8 bits, the mean luminance, the contrast (luminance
-   standard deviation) and the fractions of clipped dark and bright pixels.
+   standard deviation), the fractions of clipped dark and bright pixels and the
+   1st luminance percentile (lifted blacks: washed out or hazy).
 2. **Score** (:func:`complexity_score`): how far those statistics fall outside
    daylight's range, combined into one number in [0, 1] (0 = well exposed).
 3. **Smoothing** (:class:`ScoreSmoother`): an EMA with a dead band, so the score
@@ -48,8 +49,9 @@ CONDITIONING_LAYOUT = (
     "contrast",          # 4: 2 x luminance standard deviation, [0, 1]
     "clipped_dark",      # 5: fraction of pixels <= CLIP_DARK_LEVEL
     "clipped_bright",    # 6: fraction of pixels >= CLIP_BRIGHT_LEVEL
-    "noise",             # 7: estimated noise sigma / 16 levels, clipped to [0, 1]
-    "strength",          # 8: correction strength applied to the frame, [0, 1] (0: untouched)
+    "dark_level",        # 7: 1st luminance percentile, [0, 1]
+    "noise",             # 8: estimated noise sigma / 16 levels, clipped to [0, 1] (0 while inactive)
+    "strength",          # 9: correction strength applied to the frame, [0, 1] (0: untouched)
 )
 CONDITIONING_SIZE = len(CONDITIONING_LAYOUT)
 
@@ -65,6 +67,7 @@ class LightingStats:
     contrast: float         # luminance standard deviation / 255 (at most 0.5)
     clipped_dark: float     # fraction of pixels at or below CLIP_DARK_LEVEL
     clipped_bright: float   # fraction of pixels at or above CLIP_BRIGHT_LEVEL
+    dark_level: float = 0.0  # 1st percentile of luminance / 255: high when blacks are lifted (haze, flare)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class AdaptationState:
     contrast: float = 0.0
     clipped_dark: float = 0.0
     clipped_bright: float = 0.0
+    dark_level: float = 0.0
     noise_sigma: float = 0.0       # estimated sensor noise, 8-bit levels (0 when not estimated)
     score: float = 0.0
     score_smoothed: float = 0.0
@@ -119,6 +123,10 @@ class AdaptationConfig:
     """Contrast (luminance std / 255) below this counts as low contrast."""
     contrast_span: float = 0.10
     """Contrast deficit that makes the contrast term 1."""
+    daylight_dark_level_high: float = 0.12
+    """1st luminance percentile above this counts as lifted blacks (washed out, hazy)."""
+    dark_level_span: float = 0.12
+    """Lift of the 1st percentile above ``daylight_dark_level_high`` that makes the black-level term 1."""
     clipped_tolerance: float = 0.10
     """Fraction of clipped (dark or bright) pixels that daylight frames may have."""
     clipped_span: float = 0.30
@@ -187,11 +195,12 @@ class AdaptationConfig:
               f"stats_max_side must be an integer >= 8, not {self.stats_max_side!r}")
         for name in ("daylight_luminance_low", "daylight_luminance_high", "daylight_entropy_low",
                      "target_black", "target_white", "target_median", "naive_target_mean",
-                     "activation_score", "release_score", "full_strength_score", "clipped_tolerance"):
+                     "activation_score", "release_score", "full_strength_score", "clipped_tolerance",
+                     "daylight_dark_level_high"):
             value = getattr(self, name)
             check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], not {value}")
         for name in ("exposure_stops_span", "overexposure_span", "entropy_span", "contrast_span",
-                     "clipped_span", "daylight_contrast_low", "min_gamma"):
+                     "clipped_span", "daylight_contrast_low", "min_gamma", "dark_level_span"):
             value = getattr(self, name)
             check(value > 0, f"{name} must be > 0, not {value}")
         for name in ("noise_tolerance", "denoise_factor", "clahe_clip_limit", "naive_clahe_clip_limit",
@@ -252,7 +261,8 @@ def stats_from_histogram(hist: np.ndarray) -> LightingStats:
     std = float(math.sqrt(max(0.0, (p * (_LEVELS - mean) ** 2).sum())))
     return LightingStats(entropy=entropy, mean_luminance=mean / 255.0, contrast=std / 255.0,
                          clipped_dark=float(p[:CLIP_DARK_LEVEL + 1].sum()),
-                         clipped_bright=float(p[CLIP_BRIGHT_LEVEL:].sum()))
+                         clipped_bright=float(p[CLIP_BRIGHT_LEVEL:].sum()),
+                         dark_level=_percentile(hist, 1.0))
 
 
 def compute_stats(rgb: np.ndarray, max_side: int = 160) -> LightingStats:
@@ -265,7 +275,7 @@ def _ramp(value: float, span: float) -> float:
 
 
 def score_terms(stats: LightingStats, config: AdaptationConfig | None = None) -> dict:
-    """The score's terms, each in [0, 1]: exposure, entropy, contrast, clipping."""
+    """The score's terms, each in [0, 1]: exposure, entropy, contrast, black level, clipping."""
     c = config or _DEFAULT_CONFIG
     mean = max(stats.mean_luminance, 1e-4)
     under = math.log2(c.daylight_luminance_low / mean) / c.exposure_stops_span
@@ -275,6 +285,7 @@ def score_terms(stats: LightingStats, config: AdaptationConfig | None = None) ->
         "exposure": min(1.0, max(0.0, under, over)),
         "entropy": _ramp(c.daylight_entropy_low - stats.entropy, c.entropy_span),
         "contrast": _ramp(c.daylight_contrast_low - stats.contrast, c.contrast_span),
+        "black_level": _ramp(stats.dark_level - c.daylight_dark_level_high, c.dark_level_span),
         "clipping": _ramp(clipped, c.clipped_span),
     }
 
@@ -414,8 +425,8 @@ class LightingAdapter:
         state.black_level, state.gain, state.gamma = black * s, gain ** s, gamma ** s
         lut = tone_lut(state.black_level, state.gain, state.gamma)
 
-        # Denoise first, so the curve does not amplify noise: by how much the curve's slope
-        # at the median would amplify it.
+        # Denoise before the curve brightens anything, when the curve's slope at the median
+        # would amplify the noise beyond the tolerance.
         state.noise_sigma = estimate_noise(rgb, c.noise_crop)
         level = int(np.clip(median * 255.0, 1, 254))
         slope = (float(lut[min(255, level + 8)]) - float(lut[max(0, level - 8)])) / 16.0
@@ -461,6 +472,6 @@ class LightingAdapter:
     def conditioning_vector(self, state: AdaptationState) -> np.ndarray:
         """float32 ``[CONDITIONING_SIZE]`` in the order of :data:`CONDITIONING_LAYOUT`."""
         values = (state.score_smoothed, state.score, state.entropy, state.mean_luminance,
-                  2.0 * state.contrast, state.clipped_dark, state.clipped_bright,
+                  2.0 * state.contrast, state.clipped_dark, state.clipped_bright, state.dark_level,
                   min(1.0, state.noise_sigma / 16.0), state.strength if state.active else 0.0)
         return np.clip(np.asarray(values, np.float32), 0.0, 1.0)

@@ -13,7 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from openpixel_ros.adaptation import (CONDITIONING_LAYOUT, CONDITIONING_SIZE, AdaptationConfig,
                                       LightingAdapter, LightingStats, ScoreSmoother, complexity_score,
-                                      compute_stats, estimate_noise)
+                                      compute_stats, estimate_noise, score_terms)
 from openpixel_ros.eval.lighting import SHIFTS, darken, dusk, shift_rng
 from openpixel_ros.semantic import SemanticSegmenter
 
@@ -32,6 +32,7 @@ def test_entropy_of_a_uniform_histogram_is_one():
     assert stats.contrast == pytest.approx(math.sqrt((256 ** 2 - 1) / 12) / 255, abs=1e-12)
     assert stats.clipped_dark == pytest.approx(5 / 256)     # levels 0..4
     assert stats.clipped_bright == pytest.approx(5 / 256)   # levels 251..255
+    assert stats.dark_level == pytest.approx(2.5 / 256)     # 1 % of pixels reached within level 2
 
 
 @pytest.mark.parametrize("values,bits", [((0, 255), 1), ((10, 90, 170, 250), 2),
@@ -75,6 +76,15 @@ def test_score_stays_in_unit_interval_and_flags_flat_frames(level):
     score = complexity_score(compute_stats(grey_frame(np.full((90, 160), level))))
     assert 0.0 <= score <= 1.0
     assert score == 1.0  # a flat frame carries no information, whatever its level
+
+
+def test_lifted_blacks_raise_the_score():
+    """A washed-out frame (gamma 0.4) keeps its mean in range but loses its blacks."""
+    coffee = skdata.coffee()
+    washed = SHIFTS["gamma_0.4"](coffee, None)
+    terms = score_terms(compute_stats(washed))
+    assert compute_stats(washed).dark_level > 3 * compute_stats(coffee).dark_level
+    assert terms["black_level"] > 0.5 and complexity_score(compute_stats(washed)) >= terms["black_level"]
 
 
 def test_score_is_zero_inside_daylight_range():

@@ -83,7 +83,7 @@ def test_registry_names_and_errors():
     assert create_prompt_engine("Classical").name == "classical"
     with pytest.raises(PromptError, match="unknown prompt engine 'nope'"):
         create_prompt_engine("nope")
-    with pytest.raises(EngineError, match="not available yet"):
+    with pytest.raises(PromptError, match="needs model="):
         create_prompt_engine("openpixel")
     with pytest.raises(PromptError, match="takes no model"):
         create_prompt_engine("classical", "model.onnx")

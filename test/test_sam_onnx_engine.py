@@ -307,3 +307,74 @@ def test_predict_before_set_image_is_a_prompt_error(model_files):
     engine, _, _ = _engine(model_files)
     with pytest.raises(PromptError, match="set_image"):
         engine.predict(_prompt([(1, 1)], [1]))
+
+
+def build_efficientsam_pair(folder):
+    """EfficientSAM's own export signature: the encoder takes the whole frame ``batched_images``
+    [1, 3, H, W] in [0, 1] (here: its channel means, tiled to 1x256x64x64); the decoder takes
+    ``batched_point_coords`` [1, 1, N, 2] in original pixels and ``orig_im_size`` int64 and
+    returns ``output_masks`` [1, 1, 3, H, W] (discs of tokens 1..3 here) and
+    ``iou_predictions`` [1, 1, 3]."""
+    encoder = helper.make_graph(
+        [helper.make_node("ReduceMean", ["batched_images"], ["means"], axes=[2, 3], keepdims=1),
+         helper.make_node("Tile", ["means", "repeats"], ["tiled"]),
+         helper.make_node("Slice", ["tiled", "zero", "c256", "one"], ["image_embeddings"])],
+        "efficientsam_like_encoder",
+        [helper.make_tensor_value_info("batched_images", TensorProto.FLOAT, [1, 3, "H", "W"])],
+        [helper.make_tensor_value_info("image_embeddings", TensorProto.FLOAT, [1, 256, 64, 64])],
+        [_const("repeats", [1, 86, 64, 64], np.int64),
+         _const("zero", [0], np.int64), _const("c256", [256], np.int64), _const("one", [1], np.int64)])
+    _save(encoder, folder / "esam_encoder.onnx")
+    nodes = [
+        helper.make_node("Reshape", ["batched_point_coords", "points_shape"], ["points"]),   # [1, N, 2]
+        helper.make_node("Gather", ["points", "i0"], ["first"], axis=1),
+        helper.make_node("Gather", ["first", "i0"], ["cx"], axis=1),
+        helper.make_node("Gather", ["first", "i1"], ["cy"], axis=1),
+        helper.make_node("Cast", ["orig_im_size"], ["size_f"], to=TensorProto.FLOAT),
+        helper.make_node("Gather", ["size_f", "i0"], ["h"]),
+        helper.make_node("Gather", ["size_f", "i1"], ["w"]),
+        helper.make_node("ReduceSum", ["image_embeddings"], ["sum_embed"], keepdims=0),
+        helper.make_node("ReduceSum", ["batched_point_labels"], ["sum_labels"], keepdims=0),
+        helper.make_node("Add", ["sum_embed", "sum_labels"], ["sum_all"]),
+        helper.make_node("Mul", ["sum_all", "zero_f"], ["nothing"]),
+        helper.make_node("Add", ["iou", "nothing"], ["iou_predictions"]),
+    ] + _disc_nodes("full_", "cx", "cy", "h", "w", "radii2", "discs") + [
+        helper.make_node("Unsqueeze", ["discs", "i0_axes"], ["output_masks"])]
+    decoder = helper.make_graph(
+        nodes, "efficientsam_like_decoder",
+        [helper.make_tensor_value_info("image_embeddings", TensorProto.FLOAT, [1, 256, 64, 64]),
+         helper.make_tensor_value_info("batched_point_coords", TensorProto.FLOAT, [1, 1, "num_points", 2]),
+         helper.make_tensor_value_info("batched_point_labels", TensorProto.FLOAT, [1, 1, "num_points"]),
+         helper.make_tensor_value_info("orig_im_size", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("output_masks", TensorProto.FLOAT, [1, 1, 3, "H", "W"]),
+         helper.make_tensor_value_info("iou_predictions", TensorProto.FLOAT, [1, 1, 3])],
+        [_const("points_shape", [1, -1, 2], np.int64), _const("i0", 0, np.int64), _const("i1", 1, np.int64),
+         _const("i0_axes", [0], np.int64), _const("f0", 0.0), _const("f1", 1.0), _const("zero_f", 0.0),
+         _const("row_shape", [1, 1, 1, -1], np.int64), _const("col_shape", [1, 1, -1, 1], np.int64),
+         _const("radii2", RADII_SQUARED[1:].reshape(1, 3, 1, 1)), _const("iou", IOU[1:].reshape(1, 1, 3))])
+    _save(decoder, folder / "esam_decoder.onnx")
+
+
+def test_efficientsam_signature(tmp_path):
+    build_efficientsam_pair(tmp_path)
+    engine = create_prompt_engine("sam", str(tmp_path / "esam_encoder.onnx"))
+    assert engine.flavour == "efficientsam" and engine.resize == "none"
+    encoder = engine.encoder = Recording(engine.encoder)
+    decoder = engine.decoder = Recording(engine.decoder)
+    engine.set_image(_frame((51, 102, 255)))
+    image = encoder.feeds[0]["batched_images"]
+    assert image.shape == (1, 3, HEIGHT, WIDTH)  # the frame as it is, in [0, 1]
+    np.testing.assert_allclose(image[0, :, 0, 0], [0.2, 0.4, 1.0], rtol=1e-6)
+
+    result = engine.predict(_prompt([(100, 50), (300, 200)], [1, 0], box=(10, 20, 110, 220)), multimask=True)
+    feed = decoder.feeds[-1]
+    np.testing.assert_allclose(feed["batched_point_coords"], [[[[100, 50], [300, 200], [10, 20], [110, 220]]]])
+    np.testing.assert_array_equal(feed["batched_point_labels"], [[[1, 0, 2, 3]]])  # no padding point
+    np.testing.assert_array_equal(feed["orig_im_size"], [480, 640])
+    assert feed["orig_im_size"].dtype == np.int64
+    assert result.scores == pytest.approx([0.9, 0.8, 0.7])
+    for mask, token in zip(result.masks, (1, 3, 2)):
+        np.testing.assert_array_equal(mask, _disc(100, 50, RADII_SQUARED[token]))
+    single = engine.predict(_prompt([(100, 50)], [1]))
+    np.testing.assert_array_equal(single.mask, _disc(100, 50, RADII_SQUARED[1]))
+    assert single.low_res_logits is None

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-from ..engines import EngineError
+from ..engines import EngineError  # noqa: F401  (re-exported: prompt engines raise it)
 from .base import PromptEngine, PromptResult
 from .prompts import ClickPrompt, PromptError
 
 #: The engine the node and ``python -m openpixel_ros.eval clicks`` use when none is named.
-#: It becomes "openpixel" once the OpenPixel click model is trained and registered.
+#: It becomes "openpixel" once the OpenPixel click model is trained (its weights ship then).
 DEFAULT_PROMPT_ENGINE = "classical"
 DEFAULT_PROMPT_MODEL: Optional[str] = None
 
@@ -35,22 +35,22 @@ def _create_sam(model: Optional[str], **options) -> PromptEngine:
     return SamOnnxEngine.from_files(model, **options)
 
 
-def _openpixel_unavailable(model: Optional[str], **options) -> PromptEngine:
-    raise EngineError("prompt engine 'openpixel' is not available yet (the OpenPixel click model is "
-                      "not trained); use 'classical', or 'sam' with your own Segment-Anything ONNX pair")
+def _create_openpixel(model: Optional[str], **options) -> PromptEngine:
+    # OpenPixel's exported pair (python -m openpixel_ros.export): X.encoder.onnx + X.decoder.onnx.
+    from .openpixel_engine import OpenPixelPromptEngine
+    return OpenPixelPromptEngine.from_files(model, **options)
 
 
-#: name -> factory(model, **options). The OpenPixel click model replaces its placeholder
-#: with :func:`register_prompt_engine` once it exists.
+#: name -> factory(model, **options); more with :func:`register_prompt_engine`.
 _FACTORIES: Dict[str, Callable[..., PromptEngine]] = {
     "classical": _create_classical,
     "sam": _create_sam,
-    "openpixel": _openpixel_unavailable,
+    "openpixel": _create_openpixel,
 }
 
 
 def prompt_engine_names() -> tuple:
-    """Every registered engine name (including placeholders that are not available yet)."""
+    """Every registered engine name."""
     return tuple(_FACTORIES)
 
 

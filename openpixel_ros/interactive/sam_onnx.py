@@ -7,12 +7,14 @@ the graph normalises and pads). S comes from the input's shape, else ``input_siz
 (1024). Output: the image embedding (``image_embeddings``, else the first output).
 
 Decoder: the segment-anything ``scripts/export_onnx_model.py`` signature, inputs
-``image_embeddings``, ``point_coords`` [1, N, 2] (pixels of the S-frame), ``point_labels``
-[1, N] (1 object, 0 background, 2/3 box corners, -1 padding), ``mask_input`` [1, 1, 4E, 4E],
-``has_mask_input`` [1], ``orig_im_size`` [2]; outputs ``masks`` [1, M, H, W] logits,
-``iou_predictions`` [1, M] and optionally ``low_res_masks`` [1, M, 4E, 4E]. Decoders that
-lack ``mask_input``/``has_mask_input``/``orig_im_size`` (NanoSAM's, EdgeSAM's) work too,
-as do ``scores`` for ``iou_predictions`` and low-resolution ``masks`` (upscaled here).
+``image_embeddings``, ``point_coords`` [1, N, 2] (pixels of the 1024 prompt frame: the
+frame resized like the encoder's input), ``point_labels`` [1, N] (1 object, 0 background,
+2/3 box corners, -1 padding), ``mask_input`` [1, 1, 256, 256], ``has_mask_input`` [1],
+``orig_im_size`` [2]; outputs ``masks`` [1, M, H, W] logits, ``iou_predictions`` [1, M]
+and optionally ``low_res_masks`` [1, M, 256, 256]. Decoders that lack
+``mask_input``/``has_mask_input``/``orig_im_size`` (NanoSAM's, EdgeSAM's) work too, as do
+``scores`` for ``iou_predictions`` and low-resolution ``masks`` (upscaled here).
+EfficientSAM's own export (``batched_*`` inputs) is recognised by its input names.
 
 Per frame the encoder runs once (``set_image`` caches the embedding under the frame's key);
 every click after the first runs only the decoder. See docs/interactive.md for exporting
@@ -38,6 +40,9 @@ DEFAULT_INPUT_SIZE = 1024
 BINARY_MASK_LOGIT = 10.0
 
 _LABEL_PADDING, _LABEL_BOX_TOP_LEFT, _LABEL_BOX_BOTTOM_RIGHT = -1.0, 2.0, 3.0
+#: decoder flavour -> (coordinates input, labels input)
+_POINT_INPUTS = {"sam": ("point_coords", "point_labels"),
+                 "efficientsam": ("batched_point_coords", "batched_point_labels")}
 
 
 def decoder_path_for(encoder_path) -> Path:
@@ -61,10 +66,18 @@ class SamOnnxEngine(PromptEngine):
     """Segment-Anything-format encoder/decoder pair behind :class:`PromptEngine`.
 
     ``encoder``/``decoder`` are :class:`~openpixel_ros.engines.Engine` instances (see
-    :meth:`from_files`). Options: ``input_size`` (encoder square side when the model's
-    input shape does not say), ``prompt_size`` (side of the square frame the decoder's
-    point coordinates and masks refer to: 1024 for every SAM-family decoder, even behind a
-    smaller encoder such as a 512 NanoSAM one), ``pixel_mean``/``pixel_std`` (RGB, 0..255 scale),
+    :meth:`from_files`). Two decoder flavours are recognised by their input names: "sam"
+    (``point_coords``/``point_labels``: SAM, MobileSAM, EdgeSAM, NanoSAM) and "efficientsam"
+    (``batched_point_coords``/``batched_point_labels``: EfficientSAM's own export, whose
+    encoder takes the whole frame in [0, 1] at its own size and whose decoder takes
+    original-frame pixels).
+
+    Options: ``input_size`` (encoder square side when the model's input shape does not
+    say), ``prompt_size`` (side of the square frame the decoder's point coordinates and
+    masks refer to: 1024 for every SAM-family decoder, even behind a smaller encoder such
+    as a 512 NanoSAM one), ``pixel_mean``/``pixel_std`` (RGB, 0..255 scale; default SAM's,
+    or 0/255 for "efficientsam"), ``resize`` ("longest": SAM's longest side to
+    ``input_size`` plus padding; "none": the frame as it is; default by flavour),
     ``mask_source``: "auto" (upscale ``low_res_masks`` here when the decoder has it, which
     sidesteps the traced aspect-ratio crop of some ``masks`` exports, else ``masks``),
     "masks" or "low_res".
@@ -73,10 +86,21 @@ class SamOnnxEngine(PromptEngine):
     name = "sam"
 
     def __init__(self, encoder: Engine, decoder: Engine, *, input_size: Optional[int] = None,
-                 prompt_size: int = DEFAULT_INPUT_SIZE, pixel_mean: Sequence[float] = SAM_PIXEL_MEAN, pixel_std: Sequence[float] = SAM_PIXEL_STD,
+                 prompt_size: int = DEFAULT_INPUT_SIZE, pixel_mean: Optional[Sequence[float]] = None,
+                 pixel_std: Optional[Sequence[float]] = None, resize: Optional[str] = None,
                  mask_source: str = "auto"):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
+        inputs = {spec.name: spec for spec in decoder.inputs}
+        self.flavour = next((flavour for flavour, (coords, labels) in _POINT_INPUTS.items()
+                             if coords in inputs and labels in inputs), None)
+        if self.flavour is None:
+            raise EngineError(f"SAM decoder inputs are {', '.join(inputs)}; expected point_coords and "
+                              "point_labels (or EfficientSAM's batched_point_coords and batched_point_labels), "
+                              "see docs/interactive.md")
+        self._coords_input, self._labels_input = _POINT_INPUTS[self.flavour]
+        efficient = self.flavour == "efficientsam"
+
         self._encoder_input = encoder.inputs[0]
         shape = self._encoder_input.shape
         if len(shape) == 4:
@@ -90,38 +114,40 @@ class SamOnnxEngine(PromptEngine):
                               "expected [1, 3, S, S] or [H, W, 3]")
         self.input_size = int(input_size or (max(fixed) if fixed else DEFAULT_INPUT_SIZE))
         self.prompt_size = int(prompt_size)
-        self.pixel_mean = np.asarray(pixel_mean, np.float32)
-        self.pixel_std = np.asarray(pixel_std, np.float32)
+        self.resize = resize or ("none" if efficient else "longest")
+        if self.resize not in ("longest", "none"):
+            raise PromptError(f"resize must be longest or none, not {self.resize!r}")
+        self.pixel_mean = np.asarray(pixel_mean if pixel_mean is not None else
+                                     ((0.0, 0.0, 0.0) if efficient else SAM_PIXEL_MEAN), np.float32)
+        self.pixel_std = np.asarray(pixel_std if pixel_std is not None else
+                                    ((255.0, 255.0, 255.0) if efficient else SAM_PIXEL_STD), np.float32)
         output_names = [o.name for o in encoder.outputs]
         self._embedding_name = "image_embeddings" if "image_embeddings" in output_names else output_names[0]
 
-        inputs = {spec.name: spec for spec in decoder.inputs}
-        missing = [n for n in ("point_coords", "point_labels") if n not in inputs]
-        if missing:
-            raise EngineError(f"SAM decoder lacks input(s) {', '.join(missing)}; its inputs are "
-                              f"{', '.join(inputs)} (see docs/interactive.md for the supported signature)")
         self._decoder_inputs = inputs
+        known = {self._coords_input, self._labels_input, "mask_input", "has_mask_input", "orig_im_size"}
         self._embedding_input = "image_embeddings" if "image_embeddings" in inputs else next(
-            n for n in inputs if n not in ("point_coords", "point_labels", "mask_input",
-                                           "has_mask_input", "orig_im_size"))
+            n for n in inputs if n not in known)
         outputs = [o.name for o in decoder.outputs]
         self._score_output = next((n for n in ("iou_predictions", "scores") if n in outputs), None)
-        if self._score_output is None or not {"masks", "low_res_masks"} & set(outputs):
-            raise EngineError(f"SAM decoder outputs are {', '.join(outputs)}; expected masks and/or "
-                              "low_res_masks, and iou_predictions (or scores)")
+        self._masks_output = next((n for n in ("masks", "output_masks") if n in outputs), None)
+        if self._score_output is None or (self._masks_output is None and "low_res_masks" not in outputs):
+            raise EngineError(f"SAM decoder outputs are {', '.join(outputs)}; expected masks (or output_masks) "
+                              "and/or low_res_masks, and iou_predictions (or scores)")
         if mask_source not in ("auto", "masks", "low_res"):
             raise PromptError(f"mask_source must be auto, masks or low_res, not {mask_source!r}")
         if mask_source == "auto":
-            mask_source = "low_res" if "low_res_masks" in outputs else "masks"
+            # EfficientSAM's low_res_masks are in its squashed 1024x1024 frame, not SAM's padded one.
+            mask_source = "low_res" if "low_res_masks" in outputs and not efficient else "masks"
         if mask_source == "low_res" and "low_res_masks" not in outputs:
             raise EngineError("mask_source 'low_res' needs a decoder output named low_res_masks")
-        if mask_source == "masks" and "masks" not in outputs:
+        if mask_source == "masks" and self._masks_output is None:
             raise EngineError("mask_source 'masks' needs a decoder output named masks")
         self.mask_source = mask_source
         self._mask_input_size = self._decoder_mask_input_size()
 
         self._embedding = None
-        self._prompt_resized = None  # (h, w) of the frame inside the decoder's prompt_size square
+        self._prompt_resized = None  # (h, w) of the frame inside the decoder's prompt frame
         self._last = None  # (binary mask, its low-res logits) of this frame's last answer
 
     @classmethod
@@ -152,6 +178,13 @@ class SamOnnxEngine(PromptEngine):
     # -- per frame ---------------------------------------------------------------------
     def _prepare(self, rgb: np.ndarray) -> None:
         height, width = rgb.shape[:2]
+        if self.resize == "none":
+            self._prompt_resized = (height, width)
+            normalised = (rgb.astype(np.float32) - self.pixel_mean) / self.pixel_std
+            tensor = (normalised if self._layout == "hwc" else normalised.transpose(2, 0, 1)[None]).copy()
+            self._embedding = self.encoder.run({self._encoder_input.name: tensor})[self._embedding_name]
+            self._last = None
+            return
         self._prompt_resized = self.resized_size(height, width, self.prompt_size)
         new_h, new_w = self.resized_size(height, width, self.input_size)
         shrinking = new_h < height
@@ -169,9 +202,10 @@ class SamOnnxEngine(PromptEngine):
     # -- per prompt --------------------------------------------------------------------
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
         coords, labels = self.decoder_points(prompt)
+        batch = (1, 1) if self.flavour == "efficientsam" else (1,)  # EfficientSAM: [batch, query, ...]
         feeds = {self._embedding_input: self._embedding,
-                 "point_coords": coords[None].astype(np.float32),
-                 "point_labels": labels[None].astype(np.float32)}
+                 self._coords_input: coords.reshape(*batch, -1, 2).astype(np.float32),
+                 self._labels_input: labels.reshape(*batch, -1).astype(np.float32)}
         if "mask_input" in self._decoder_inputs:
             mask_input = self._mask_input(prompt)
             feeds["mask_input"] = mask_input if mask_input is not None else np.zeros(
@@ -189,7 +223,7 @@ class SamOnnxEngine(PromptEngine):
         if self.mask_source == "low_res":
             logits = None
         else:
-            logits = np.asarray(outputs["masks"], np.float32)
+            logits = np.asarray(outputs[self._masks_output], np.float32)
             logits = logits.reshape(-1, *logits.shape[-2:])
             if logits.shape[-2:] != self._image.shape[:2]:
                 low_res, logits = logits, None  # EdgeSAM-style: "masks" are the low-resolution ones
@@ -209,7 +243,7 @@ class SamOnnxEngine(PromptEngine):
                             low_res_logits=None if best_low_res is None else best_low_res[None, None])
 
     def decoder_points(self, prompt: ClickPrompt) -> tuple:
-        """``(coords [K, 2], labels [K])`` fed to the decoder: clicks in the encoder frame, then
+        """``(coords [K, 2], labels [K])`` fed to the decoder: clicks in the decoder's frame, then
         the box as two corners labelled 2 and 3, or else SAM's padding point (0, 0, -1)."""
         coords = [self.to_model_coords(prompt.points)]
         labels = [prompt.labels.astype(np.float32)]
@@ -217,7 +251,7 @@ class SamOnnxEngine(PromptEngine):
             x0, y0, x1, y1 = prompt.box
             coords.append(self.to_model_coords([[x0, y0], [x1, y1]]))
             labels.append(np.array([_LABEL_BOX_TOP_LEFT, _LABEL_BOX_BOTTOM_RIGHT], np.float32))
-        else:
+        elif self.flavour == "sam":  # EfficientSAM pads inside its graph
             coords.append(np.zeros((1, 2), np.float32))
             labels.append(np.array([_LABEL_PADDING], np.float32))
         return np.concatenate(coords).astype(np.float32), np.concatenate(labels).astype(np.float32)

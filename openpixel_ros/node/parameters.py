@@ -138,3 +138,33 @@ def render_params_markdown(specs=NODE_PARAMETERS) -> str:
 if __name__ == "__main__":
     import sys
     print(render_params_markdown() if "--markdown" in sys.argv else render_params_yaml(), end="")
+
+
+def _field_docs(cls) -> dict:
+    """Attribute docstrings of a dataclass (the string right under each field), by field name."""
+    import ast
+    import inspect
+    import textwrap
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    docs, body = {}, tree.body[0].body
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and \
+                isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(following.value.value).split())
+    return docs
+
+
+def adaptation_parameters() -> tuple:
+    """``adaptation.<field>`` for every AdaptationConfig field: one definition, in adaptation.py.
+
+    All are changeable at run time; the whole configuration is re-validated on every change.
+    """
+    from dataclasses import MISSING, fields
+
+    from ..adaptation import AdaptationConfig
+    docs = _field_docs(AdaptationConfig)
+    specs = []
+    for f in fields(AdaptationConfig):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        specs.append(ParamSpec(f"adaptation.{f.name}", default, docs.get(f.name, "")))
+    return tuple(specs)
