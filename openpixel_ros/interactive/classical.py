@@ -21,8 +21,9 @@ How a prompt becomes a mask (all at a working resolution whose longest side is
    4000-pixel sample instead of OpenCV's k-means++ over every pixel, which alone cost
    about half a second per click at 320 pixels. An iteration that would leave less than
    ``collapse_ratio`` of the foreground is undone (the colour models ran away).
-5. **Connectivity.** Only foreground components containing a positive click are kept
-   (all of them when there is none, i.e. a box-only prompt).
+5. **Connectivity.** Only foreground components containing a positive click are kept.
+   Without positive clicks (a box, maybe with negative clicks) every component is kept
+   except those a negative click lands in: that click rejects its whole blob.
 6. **Upsampling** to the frame's size by linear interpolation of the binary mask
    (thresholded at 0.5, which smooths the staircase); then the clicked pixels themselves
    are set to their label, so the mask always contains every positive click and excludes
@@ -108,6 +109,10 @@ class ClassicalEngine(PromptEngine):
         foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         if positive:
             foreground = _components_containing(foreground, positive)
+        elif negative:
+            # No positive click: a negative click says its whole blob is not the object.
+            # The click's own seed disc is background, so look just around it.
+            foreground = foreground & ~_components_near(foreground, negative, self.seed_radius + 2)
 
         mask = self._upsample(foreground)
         for (x, y), label in zip(prompt.pixel_indices(), prompt.labels):
@@ -260,6 +265,16 @@ def _fit_gmm(samples: np.ndarray, rng, max_samples: int = 4000) -> np.ndarray:
         # The small ridge keeps single-colour components invertible, as OpenCV does.
         covariances[component] = centred.T @ centred / len(members) + np.eye(3) * 1e-2
     return np.concatenate([weights, means.ravel(), covariances.ravel()]).reshape(1, -1)
+
+
+def _components_near(mask: np.ndarray, points, radius: int) -> np.ndarray:
+    """The connected components (8-connected) of ``mask`` within ``radius`` of one of ``points``."""
+    count, components = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    near = np.zeros(mask.shape, np.uint8)
+    for point in points:
+        cv2.circle(near, point, radius, 1, -1)
+    keep = set(np.unique(components[near > 0]).tolist()) - {0}
+    return np.isin(components, sorted(keep))
 
 
 def _components_containing(mask: np.ndarray, points) -> np.ndarray:

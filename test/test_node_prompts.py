@@ -1,0 +1,152 @@
+"""The click-segmentation service and click topics of the node, across processes."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import Point, PointStamped
+from sensor_msgs.msg import Image, RegionOfInterest
+from std_msgs.msg import Header
+
+from openpixel_ros.image_codec import decode_raw
+from openpixel_ros.node.image_messages import array_to_image_msg
+from openpixel_ros.srv import SegmentAtPoints
+from ros_helpers import NodeProcess, Probe, node_command
+
+H, W = 240, 320
+A, B = (90, 120), (230, 120)  # centres of two discs (x, y)
+
+
+def scene():
+    """Two orange discs on a textured blue background."""
+    rng = np.random.default_rng(3)
+    img = np.zeros((H, W, 3), np.uint8)
+    img[...] = (40, 60, 150)
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    for c in (A, B):
+        cv2.circle(img, c, 45, (230, 140, 40), -1)
+    return img
+
+
+@pytest.fixture(scope="module")
+def node(ros_env):
+    rclpy.init()
+    proc = NodeProcess(node_command("-r", "__node:=openpixel_p", "-r", "image:=/cam/image"), ros_env)
+    probe = Probe("test_prompts")
+    client = probe.node.create_client(SegmentAtPoints, "/openpixel_p/segment_at_points")
+    assert client.wait_for_service(timeout_sec=20), "service never appeared"
+    yield proc, probe, client
+    probe.destroy()
+    proc.stop()
+    rclpy.try_shutdown()
+
+
+def call(probe, client, **fields):
+    req = SegmentAtPoints.Request()
+    for k, v in fields.items():
+        setattr(req, k, v)
+    future = client.call_async(req)
+    assert probe.spin_until(future.done, timeout=30), "service call timed out"
+    return future.result()
+
+
+def image_msg(sec=11):
+    h = Header(frame_id="optical")
+    h.stamp.sec = sec
+    return array_to_image_msg(scene(), h, "rgb8")
+
+
+def mask_of(res):
+    m = res.mask
+    assert m.encoding == "mono8" and (m.width, m.height) == (W, H)
+    return decode_raw("mono8", m.height, m.width, m.step, False, m.data)
+
+
+def test_positive_click_segments_the_disc(node):
+    _, probe, client = node
+    res = call(probe, client, image=image_msg(), points=[Point(x=float(A[0]), y=float(A[1]))], labels=[1])
+    assert res.success, res.message
+    mask = mask_of(res)
+    assert res.mask.header.frame_id == "optical" and res.mask.header.stamp.sec == 11
+    assert set(np.unique(mask)) <= {0, 255}
+    truth = np.zeros((H, W), bool)
+    cv2.circle(truth.view(np.uint8), A, 45, 1, -1)
+    inside = mask[truth] == 255
+    assert inside.mean() > 0.9
+    assert res.area == int((mask == 255).sum()) and 0.0 <= res.score <= 1.0
+    assert res.bbox.width > 0 and res.bbox.x_offset <= A[0] - 40
+
+
+def test_negative_click_removes_the_clicked_region(node):
+    _, probe, client = node
+    box = RegionOfInterest(x_offset=30, y_offset=60, width=260, height=120)  # covers both discs
+    first = call(probe, client, image=image_msg(), points=[], labels=[], box=box)
+    assert first.success, first.message
+    assert mask_of(first)[B[1], B[0]] == 255 and mask_of(first)[A[1], A[0]] == 255, "box alone: both discs"
+    refined = call(probe, client, image=image_msg(), labels=[0], box=box,
+                   points=[Point(x=float(B[0]), y=float(B[1]))], previous_mask=first.mask)
+    assert refined.success, refined.message
+    m = mask_of(refined)
+    assert m[B[1], B[0]] == 0 and m[A[1], A[0]] == 255
+    twin = np.zeros((H, W), bool)
+    cv2.circle(twin.view(np.uint8), B, 30, 1, -1)
+    assert (m[twin] == 0).mean() > 0.9
+
+
+def test_multimask_returns_candidates(node):
+    _, probe, client = node
+    res = call(probe, client, image=image_msg(), points=[Point(x=float(A[0]), y=float(A[1]))], labels=[1],
+               multimask_output=True)
+    assert res.success and len(res.candidate_masks) >= 1
+    assert len(res.candidate_scores) == len(res.candidate_masks)
+    assert bytes(res.candidate_masks[0].data) == bytes(res.mask.data)
+
+
+@pytest.mark.parametrize("fields, words", [
+    (dict(points=[], labels=[]), "no points and no box"),
+    (dict(points=[Point(x=500.0, y=10.0)], labels=[1]), "outside"),
+    (dict(points=[Point(x=math.nan, y=10.0)], labels=[1]), "finite"),
+    (dict(points=[Point(x=float("inf"), y=10.0)], labels=[1]), "finite"),
+    (dict(points=[Point(x=5.0, y=5.0)], labels=[1, 0]), "labels"),
+    (dict(points=[Point(x=5.0, y=5.0)], labels=[2]), "labels must be 1"),
+])
+def test_bad_requests_fail_cleanly(node, fields, words):
+    proc, probe, client = node
+    res = call(probe, client, image=image_msg(), **fields)
+    assert not res.success and words in res.message.lower() and "\n" not in res.message
+    assert proc.alive()
+
+
+def test_unsupported_encoding_and_missing_frame(node):
+    proc, probe, client = node
+    bad = Image(height=4, width=4, encoding="32FC1", step=16)
+    bad.data = array_to_image_msg(np.zeros((4, 16), np.uint8), None, "mono8").data
+    res = call(probe, client, image=bad, points=[Point(x=1.0, y=1.0)], labels=[1])
+    assert not res.success and "unsupported encoding" in res.message
+    # No image in the request and no camera frame yet.
+    res = call(probe, client, points=[Point(x=1.0, y=1.0)], labels=[1])
+    assert not res.success and "no camera frame" in res.message
+    assert proc.alive()
+
+
+def test_latest_frame_and_click_topic(node):
+    _, probe, client = node
+    pub = probe.node.create_publisher(Image, "/cam/image", 10)
+    assert probe.wait_for_subscriber(pub)
+    frame = image_msg(sec=42)
+    masks = probe.subscribe(Image, "/openpixel_p/click_mask")
+    # Service on the latest camera frame (empty request image).
+    for _ in range(5):
+        pub.publish(frame)
+        probe.spin_until(lambda: False, timeout=0.1)
+    res = call(probe, client, points=[Point(x=float(B[0]), y=float(B[1]))], labels=[1])
+    assert res.success, res.message
+    assert res.mask.header.stamp.sec == 42 and mask_of(res)[B[1], B[0]] == 255
+    # A click from an image view segments the latest frame.
+    clicks = probe.node.create_publisher(PointStamped, "/openpixel_p/click", 10)
+    click = PointStamped(point=Point(x=float(A[0]), y=float(A[1])))
+    assert probe.spin_until(lambda: masks, timeout=20, every=lambda: clicks.publish(click), period=2.0)
+    m = masks[0]
+    assert m.header.stamp.sec == 42 and m.encoding == "mono8"
+    assert decode_raw("mono8", m.height, m.width, m.step, False, m.data)[A[1], A[0]] == 255
