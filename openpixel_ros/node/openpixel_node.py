@@ -303,8 +303,10 @@ class OpenPixelNode(Node):
         if request.multimask_output:
             response.candidate_masks = [array_to_image_msg(m, header, "mono8") for m, _ in result.candidates]
             response.candidate_scores = [float(sc) for _, sc in result.candidates]
+        # Timings in a fixed format: bench/bench_service.py reads them.
         response.message = (f"{self.segmentor.prompt_engine.name}: area {response.area} px, score "
-                            f"{response.score:.2f}, {(time.perf_counter() - t0) * 1e3:.0f} ms")
+                            f"{response.score:.2f}, engine {result.timings.get('total_ms', 0.0):.2f} ms, "
+                            f"service {(time.perf_counter() - t0) * 1e3:.2f} ms")
         return response
 
     def _on_click(self, msg: PointStamped, label: int) -> None:
