@@ -385,6 +385,12 @@ class LightingAdapter:
         self._active = False
         self._clahe = {}
 
+    def configure(self, config: AdaptationConfig) -> None:
+        """Apply a new configuration (e.g. a run-time ROS parameter change), keeping the smoothed score."""
+        self.config = config.validate()
+        self.smoother.alpha, self.smoother.band = config.smoothing, config.hysteresis
+        self._clahe = {}
+
     def reset(self) -> None:
         """Forget the history (smoothed score and on/off state), e.g. when the camera changes."""
         self.smoother.reset()

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .semantic import SemanticSegmenter
+from .semantic import SemanticSegmenter, downscale
 from .visualize import foreground_mask
 
 
@@ -28,6 +28,7 @@ class SegmentationResult:
     score: float                  # semantic: mean top-class confidence; clicks: the prompt engine's score
     timings: dict = field(default_factory=dict)  # milliseconds per stage
     adaptation: object = None     # AdaptationState of this frame (None when adaptation is off)
+    adapted: Optional[np.ndarray] = None  # the frame the model saw after adaptation (model-sized when smaller)
     candidates: list = field(default_factory=list)  # click mode with multimask: [(mask, score), ...]
 
 
@@ -52,13 +53,14 @@ class Segmentor:
 
     Parameters mirror the node's: ``engine`` (onnxruntime | tensorrt), ``device``
     (cpu | cuda | cuda:N; default cpu for onnxruntime, cuda for tensorrt), ``threads``, ``foreground_classes`` (names or ids; default all
-    but class 0), ``adaptation`` (an ``AdaptationConfig``, or None/False for off),
+    but class 0), ``adaptation`` (True: the default ``AdaptationConfig``, as the node; an
+    ``AdaptationConfig``; or None/False for none),
     ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel").
     """
 
     def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = None, threads: int = 0,
                  foreground_classes: Optional[Sequence] = None, label_upsampling: str = "bilinear",
-                 adaptation=None, prompt_engine: Optional[str] = None, prompt_model=None,
+                 adaptation=True, prompt_engine: Optional[str] = None, prompt_model=None,
                  color_order: str = "rgb", **engine_options):
         if model is None:
             from .default_model import default_model_path
@@ -96,10 +98,32 @@ class Segmentor:
         return self._prompt_engine
 
     # -- inference --------------------------------------------------------------------
+    def set_adaptation(self, config) -> None:
+        """Switch adaptation to ``config`` (an AdaptationConfig) or off (None); keeps the smoothing state."""
+        if config is None:
+            self.adapter = None
+        elif self.adapter is None:
+            from .adaptation import LightingAdapter
+            self.adapter = LightingAdapter(config)
+        else:
+            self.adapter.configure(config)
+
     def adapt(self, rgb: np.ndarray):
-        """Lighting adaptation of one frame: (adapted frame, state, conditioning vector)."""
+        """Lighting adaptation of one frame: (adapted frame, state, conditioning vector).
+
+        When the model's input is smaller than the frame, the frame is first shrunk to it (the
+        model's own resize, done earlier), so the correction costs what the model input costs.
+        """
         if self.adapter is None:
             return rgb, None, None
+        spec = self.contract.input
+        h, w = rgb.shape[:2]
+        in_h, in_w = self.semantic.input_size((h, w))
+        if in_h < h and in_w < w:
+            if spec.resize == "letterbox":
+                scale = min(in_h / h, in_w / w)
+                in_h, in_w = max(1, round(h * scale)), max(1, round(w * scale))
+            rgb = downscale(rgb, in_w, in_h)
         adapted, state = self.adapter.process(rgb)
         vector = self.adapter.conditioning_vector(state) if self.contract.conditioning else None
         return adapted, state, vector
@@ -115,7 +139,8 @@ class Segmentor:
         mask = foreground_mask(labels, self.foreground_ids)
         score = _confidence(out, self.contract.output.kind)
         timings.update(adaptation_ms=(t1 - t0) * 1e3, postprocess_ms=(time.perf_counter() - t2) * 1e3)
-        return SegmentationResult(labels=labels, mask=mask, score=score, timings=timings, adaptation=state)
+        return SegmentationResult(labels=labels, mask=mask, score=score, timings=timings, adaptation=state,
+                                  adapted=adapted if state is not None else None)
 
     def segment_clicks(self, rgb: np.ndarray, prompt, multimask: bool = False, key=None) -> SegmentationResult:
         """Click-prompted mask of an RGB frame; ``prompt`` is an ``interactive.ClickPrompt``.

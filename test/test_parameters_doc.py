@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from openpixel_ros.node.parameters import NODE_PARAMETERS, render_params_markdown, render_params_yaml
+from openpixel_ros.node.parameters import all_parameters, render_params_markdown, render_params_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ def test_config_file_is_the_generated_one():
 
 def test_config_holds_every_parameter_at_its_default():
     params = yaml.safe_load((REPO / "config" / "openpixel.yaml").read_text())["openpixel"]["ros__parameters"]
-    assert params == {s.name: s.default for s in NODE_PARAMETERS}
+    assert params == {s.name: s.default for s in all_parameters()}
 
 
 def test_docs_table_is_current():
@@ -25,5 +25,6 @@ def test_docs_table_is_current():
 
 
 def test_defaults_pass_their_own_validation():
-    for spec in NODE_PARAMETERS:
+    for spec in all_parameters():
         assert spec.validate(spec.default) is None, spec.name
+        assert spec.description, f"{spec.name} has no description"

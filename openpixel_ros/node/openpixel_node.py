@@ -33,7 +33,7 @@ from ..model_contract import ContractError
 from ..segmentor import Segmentor
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
-from .parameters import NODE_PARAMETERS, spec_by_name
+from .parameters import all_parameters, spec_by_name
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
@@ -48,13 +48,18 @@ class OpenPixelNode(Node):
     def __init__(self, **kwargs):
         super().__init__("openpixel", **kwargs)
         self._specs = spec_by_name()
-        for spec in NODE_PARAMETERS:
+        for spec in self._specs.values():
             self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
                 description=spec.description, read_only=spec.read_only))
-        errors = [e for e in (spec.validate(self.get_parameter(spec.name).value) for spec in NODE_PARAMETERS) if e]
+        errors = [e for e in (spec.validate(self.get_parameter(spec.name).value) for spec in self._specs.values())
+                  if e]
         if errors:
             raise StartupError("invalid parameters: " + "; ".join(errors))
         p = self._param
+        try:
+            adaptation = self._adaptation_config({})
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
 
         model_path = p("model_path") or None
         engine_options = {}
@@ -69,7 +74,8 @@ class OpenPixelNode(Node):
         try:
             self.segmentor = Segmentor(model_path, engine=p("engine"), device=p("device"), threads=p("threads"),
                                        label_upsampling=p("label_upsampling"), prompt_engine=p("prompt_engine"),
-                                       prompt_model=p("prompt_model") or None, **engine_options)
+                                       prompt_model=p("prompt_model") or None, adaptation=adaptation,
+                                       **engine_options)
         except (EngineError, ContractError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from None
         contract = self.segmentor.contract
@@ -93,6 +99,10 @@ class OpenPixelNode(Node):
         self.pub_color = self.create_publisher(Image, "~/color", out_qos)
         self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        from ..msg import AdaptationState
+        self.pub_adaptation = self.create_publisher(AdaptationState, "~/adaptation", 10)
+        self.pub_adapted = self.create_publisher(Image, "~/adapted_image", out_qos)
+        self._last_adaptation = None
 
         # -- input --
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p("qos.depth"),
@@ -150,7 +160,23 @@ class OpenPixelNode(Node):
     def _param(self, name):
         return self.get_parameter(name).value
 
+    def _adaptation_config(self, changes: dict):
+        """AdaptationConfig from the adaptation.* parameters, with ``changes`` applied; validated."""
+        from ..adaptation import AdaptationConfig
+        prefix = "adaptation."
+        values = {name[len(prefix):]: self.get_parameter(name).value
+                  for name in self._specs if name.startswith(prefix)}
+        values.update({name[len(prefix):]: value for name, value in changes.items() if name.startswith(prefix)})
+        return AdaptationConfig.from_dict(values)
+
     def _on_set_parameters(self, params) -> SetParametersResult:
+        adaptation_changes = {p.name: p.value for p in params if p.name.startswith("adaptation.")}
+        new_adaptation = None
+        if adaptation_changes:
+            try:  # the whole configuration must stay valid (e.g. release < activation score)
+                new_adaptation = self._adaptation_config(adaptation_changes)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         for param in params:
             spec = self._specs.get(param.name)
             if spec is None:
@@ -165,7 +191,9 @@ class OpenPixelNode(Node):
                     self.segmentor.contract.class_ids([c for c in param.value if c != ""])
                 except ContractError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
-        for param in params:  # all valid: apply
+        if new_adaptation is not None:  # all valid: apply
+            self.segmentor.set_adaptation(new_adaptation)
+        for param in params:
             if param.name == "foreground_classes":
                 self.segmentor.set_foreground_classes([c for c in param.value if c != ""])
             elif param.name == "overlay_alpha":
@@ -210,7 +238,7 @@ class OpenPixelNode(Node):
     def _outputs_wanted(self) -> dict:
         return {name: pub.get_subscription_count() > 0 for name, pub in (
             ("label", self.pub_label), ("mask", self.pub_mask), ("color", self.pub_color),
-            ("overlay", self.pub_overlay))}
+            ("overlay", self.pub_overlay), ("adaptation", self.pub_adaptation), ("adapted", self.pub_adapted))}
 
     def _work_loop(self) -> None:
         last_start = 0.0
@@ -240,10 +268,16 @@ class OpenPixelNode(Node):
                 self._skipped_no_subscribers += 1
             return
         rgb = self._decode(msg)
+        header = msg.header
+        if not any(wanted[k] for k in ("label", "mask", "color", "overlay")):
+            # Only adaptation monitoring is subscribed: no inference.
+            adapted, state, _ = self.segmentor.adapt(rgb)
+            self._publish_adaptation(header, adapted, state, wanted)
+            return
         result = self.segmentor.segment(rgb)
         if self._engine_delay:
             time.sleep(self._engine_delay)
-        header = msg.header
+        self._publish_adaptation(header, result.adapted, result.adaptation, wanted)
         if wanted["label"]:
             self.pub_label.publish(array_to_image_msg(result.labels, header))
         if wanted["mask"]:
@@ -259,6 +293,19 @@ class OpenPixelNode(Node):
             self._processed += 1
             self._latency_ms.append((time.monotonic() - received) * 1e3)
             self._engine_ms.append(result.timings.get("engine_ms", 0.0))
+
+    def _publish_adaptation(self, header, adapted, state, wanted) -> None:
+        if state is None:
+            return
+        self._last_adaptation = state
+        if wanted["adaptation"]:
+            from ..msg import AdaptationState
+            msg = AdaptationState(header=header)
+            for key, value in state.to_dict().items():
+                setattr(msg, key, type(getattr(msg, key))(value))
+            self.pub_adaptation.publish(msg)
+        if wanted["adapted"] and adapted is not None:
+            self.pub_adapted.publish(array_to_image_msg(np.ascontiguousarray(adapted), header, "rgb8"))
 
     # -- click prompts ----------------------------------------------------------------
     def _frame_for_prompt(self, image: Image):
@@ -353,6 +400,9 @@ class OpenPixelNode(Node):
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
                 "engine_median_ms": f"{engine:.1f}",
             }
+        if self._last_adaptation is not None:
+            values["adaptation_score"] = f"{self._last_adaptation.score_smoothed:.3f}"
+            values["adaptation_active"] = str(self._last_adaptation.active)
         status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=self.get_fully_qualified_name())
         since = None if self._last_frame_time is None else time.monotonic() - self._last_frame_time
         if since is None:

@@ -97,8 +97,13 @@ NODE_PARAMETERS = (
 )
 
 
-def spec_by_name(specs=NODE_PARAMETERS) -> dict:
-    return {s.name: s for s in specs}
+def all_parameters() -> tuple:
+    """Every parameter of openpixel_node: its own table, then ``adaptation.*``."""
+    return NODE_PARAMETERS + adaptation_parameters()
+
+
+def spec_by_name(specs=None) -> dict:
+    return {s.name: s for s in (specs if specs is not None else all_parameters())}
 
 
 def _yaml_value(value) -> str:
@@ -106,14 +111,14 @@ def _yaml_value(value) -> str:
     return json.dumps(value)
 
 
-def render_params_yaml(node_name: str = "openpixel", specs=NODE_PARAMETERS) -> str:
+def render_params_yaml(node_name: str = "openpixel", specs=None) -> str:
     """config/openpixel.yaml: every parameter at its default, each with its description."""
     import textwrap
     lines = [f"# Parameters of {node_name}_node. Generated from openpixel_ros/node/parameters.py",
              "# (python -m openpixel_ros.node.parameters --yaml); docs/nodes.md explains each.",
              "# '(start-up)' parameters are read once; the others can be changed with ros2 param set.",
              f"{node_name}:", "  ros__parameters:"]
-    for spec in specs:
+    for spec in specs if specs is not None else all_parameters():
         note = " (start-up)" if spec.read_only else ""
         for line in textwrap.wrap(spec.description + note, 96):
             lines.append(f"    # {line}")
@@ -121,10 +126,10 @@ def render_params_yaml(node_name: str = "openpixel", specs=NODE_PARAMETERS) -> s
     return "\n".join(lines) + "\n"
 
 
-def render_params_markdown(specs=NODE_PARAMETERS) -> str:
+def render_params_markdown(specs=None) -> str:
     """The parameter table of docs/nodes.md."""
     rows = ["| parameter | type | default | run time | description |", "|---|---|---|---|---|"]
-    for spec in specs:
+    for spec in specs if specs is not None else all_parameters():
         kind = type(spec.default).__name__ if not isinstance(spec.default, list) else "string[]"
         allowed = f" One of: {', '.join(f'`{c}`' for c in spec.choices)}." if spec.choices else ""
         bounds = ""
@@ -134,10 +139,6 @@ def render_params_markdown(specs=NODE_PARAMETERS) -> str:
                     f"{'no (start-up)' if spec.read_only else 'yes'} | {spec.description}{allowed}{bounds} |")
     return "\n".join(rows) + "\n"
 
-
-if __name__ == "__main__":
-    import sys
-    print(render_params_markdown() if "--markdown" in sys.argv else render_params_yaml(), end="")
 
 
 def _field_docs(cls) -> dict:
@@ -168,3 +169,8 @@ def adaptation_parameters() -> tuple:
         default = f.default if f.default is not MISSING else f.default_factory()
         specs.append(ParamSpec(f"adaptation.{f.name}", default, docs.get(f.name, "")))
     return tuple(specs)
+
+
+if __name__ == "__main__":
+    import sys
+    print(render_params_markdown() if "--markdown" in sys.argv else render_params_yaml(), end="")
