@@ -34,3 +34,12 @@ def test_demo_runs_and_writes_its_outputs(ros_env, tmp_path):
     assert first.encoding == "mono8" and first.header.frame_id == "camera"
     values = np.frombuffer(first.data, np.uint8)
     assert values.size == first.height * first.step and set(np.unique(values)) <= {0, 1}
+
+
+def test_sample_camera_works_without_shared_data():
+    """The demo's fallback source: real photographs bundled in scikit-image, no download."""
+    from openpixel_ros.frame_sources import iter_frames, sample_images
+    frames = sample_images()
+    assert len(frames) >= 4 and all(f.ndim == 3 and f.shape[2] == 3 and f.dtype == np.uint8 for f in frames)
+    looped = iter_frames("samples", loop=True, size=(320, 240))
+    assert all(next(looped).shape == (240, 320, 3) for _ in range(2 * len(frames)))
