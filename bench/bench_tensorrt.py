@@ -131,14 +131,6 @@ class TorchEagerEngine(Engine):
         self._module = onnx2torch.convert(str(onnx_path)).cuda().eval()
 
     @property
-    def inputs(self):
-        return self._inputs
-
-    @property
-    def outputs(self):
-        return self._outputs
-
-    @property
     def device(self) -> str:
         return "cuda:0"
 

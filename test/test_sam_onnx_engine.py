@@ -126,14 +126,7 @@ class Recording(Engine):
     def __init__(self, inner: Engine):
         self.inner = inner
         self.feeds = []
-
-    @property
-    def inputs(self):
-        return self.inner.inputs
-
-    @property
-    def outputs(self):
-        return self.inner.outputs
+        self._inputs, self._outputs = inner.inputs, inner.outputs
 
     @property
     def runs(self) -> int:

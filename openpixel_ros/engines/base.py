@@ -37,22 +37,25 @@ class TensorSpec:
 class Engine(ABC):
     """Runs one model graph on named numpy tensors.
 
-    Implementations load the model in ``__init__`` and raise :class:`EngineError`
-    with a one-line message when the file is missing, corrupt or unsupported.
+    Implementations load the model in ``__init__``, set ``_inputs`` and ``_outputs``
+    (tuples of :class:`TensorSpec`), and raise :class:`EngineError` with a one-line
+    message when the file is missing, corrupt or unsupported.
     """
 
     #: Short backend name used in parameters and logs, e.g. ``"onnxruntime"``.
     backend: str = ""
+    _inputs: tuple = ()
+    _outputs: tuple = ()
 
     @property
-    @abstractmethod
     def inputs(self) -> Sequence[TensorSpec]:
         """Model inputs, in graph order."""
+        return self._inputs
 
     @property
-    @abstractmethod
     def outputs(self) -> Sequence[TensorSpec]:
         """Model outputs, in graph order."""
+        return self._outputs
 
     @property
     def metadata(self) -> Mapping[str, str]:

@@ -66,14 +66,6 @@ class OnnxRuntimeEngine(Engine):
         self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
 
     @property
-    def inputs(self):
-        return self._inputs
-
-    @property
-    def outputs(self):
-        return self._outputs
-
-    @property
     def metadata(self) -> Mapping[str, str]:
         return self._metadata
 

@@ -202,14 +202,6 @@ class TensorRTEngine(Engine):
 
     # -- Engine interface -------------------------------------------------------------------
     @property
-    def inputs(self):
-        return self._inputs
-
-    @property
-    def outputs(self):
-        return self._outputs
-
-    @property
     def metadata(self) -> Mapping[str, str]:
         """The source ONNX file's metadata (from the manifest), e.g. the embedded contract."""
         return dict(self.manifest.get("metadata") or {})

@@ -70,14 +70,6 @@ class OpenCvDnnEngine(Engine):
         self._inputs = (TensorSpec(self.INPUT_NAME, tuple(input_shape), np.dtype(np.float32)),)
         self._outputs = (TensorSpec(self._output_name, (1, None, None, None), np.dtype(np.float32)),)
 
-    @property
-    def inputs(self):
-        return self._inputs
-
-    @property
-    def outputs(self):
-        return self._outputs
-
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict:
         if self._net is None:
             raise EngineError("opencv-dnn engine is closed")
