@@ -20,7 +20,6 @@ import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -137,16 +136,12 @@ class OpenPixelNode(Node):
         self._clicks = []  # [(x, y, label)] of the current click session
         self._last_click_time = 0.0
         self._session_timeout = p("click.session_timeout")
-        prompts = MutuallyExclusiveCallbackGroup()  # prompts never block the camera callback
         from ..srv import SegmentAtPoints
-        self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points,
-                                        callback_group=prompts)
+        self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points)
         self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
         self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
-        self.create_subscription(PointStamped, "~/click", lambda m: self._on_click(m, 1), 10,
-                                 callback_group=prompts)
-        self.create_subscription(PointStamped, "~/click_negative", lambda m: self._on_click(m, 0), 10,
-                                 callback_group=prompts)
+        self.create_subscription(PointStamped, "~/click", lambda m: self._on_click(m, 1), 10)
+        self.create_subscription(PointStamped, "~/click_negative", lambda m: self._on_click(m, 0), 10)
 
         eng = self.segmentor.semantic.engine
         self.get_logger().info(
@@ -447,7 +442,10 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("openpixel").fatal(str(exc))
         rclpy.try_shutdown()
         return 1
-    executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
+    # Single-threaded: rclpy's MultiThreadedExecutor added 3-9 ms per frame here (bench_node.py,
+    # 640x480 and 1080p). Inference has its own worker thread anyway; a prompt request runs on
+    # this thread and pauses frame intake (never queueing: depth 1, newest frame kept) meanwhile.
+    executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()
