@@ -13,10 +13,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-try:
-    from openpixel_ros.adaptation import CONDITIONING_SIZE
-except ImportError:  # the adaptation module is optional for model code; its documented default length
-    CONDITIONING_SIZE = 8
+from openpixel_ros.adaptation import CONDITIONING_SIZE
 
 
 class FiLMGenerator(nn.Module):
