@@ -73,16 +73,15 @@ def main(argv=None) -> int:
             return adapter.process(frame)
         return call
 
-    node_path = None
+    from openpixel_ros.segmentor import Segmentor
     try:
-        from openpixel_ros.segmentor import Segmentor
         segmentor = Segmentor()  # the default model, as the node runs it
-
-        def node_path():
-            segmentor.adapter.reset()
-            return segmentor.adapt(noisy)
     except FileNotFoundError:
-        pass  # default model not fetched: the node-path row is left out
+        segmentor = None  # default model not fetched: the node-path row is left out
+
+    def node_path():
+        segmentor.adapter.reset()
+        return segmentor.adapt(noisy)
 
     stages = {
         "score (stats + score), decimated": lambda: complexity_score(compute_stats(day)),
@@ -92,7 +91,7 @@ def main(argv=None) -> int:
         "process, dark 0.25x (curve + CLAHE)": process(dark),
         "process, dusk + noise (denoise + curve + CLAHE)": process(noisy),
     }
-    if node_path is not None:
+    if segmentor is not None:
         stages["node path: dusk + noise, shrunk to the model input first"] = node_path
     slow = ("process, dark", "process, dusk")
     results = {name: time_ms(fn, max(10, args.repeats // 10) if name.startswith(slow) else args.repeats)

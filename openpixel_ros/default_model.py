@@ -29,6 +29,7 @@ from pathlib import Path
 
 import onnx
 
+from openpixel_ros.paths import user_cache_dir
 from openpixel_ros.tflite.to_onnx import convert
 
 MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.21"
@@ -56,11 +57,7 @@ SELFIE_MODELS = {
 def model_dir() -> Path:
     """Where models live: ``$OPENPIXEL_MODEL_DIR``, else
     ``${XDG_CACHE_HOME:-~/.cache}/openpixel_ros/models``."""
-    explicit = os.environ.get("OPENPIXEL_MODEL_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "openpixel_ros" / "models"
+    return user_cache_dir("models", "OPENPIXEL_MODEL_DIR")
 
 
 def default_model_path() -> Path:

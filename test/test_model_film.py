@@ -6,7 +6,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from openpixel_ros.model.backbone import ConvNormAct  # noqa: E402
-from openpixel_ros.model.film import CONDITIONING_SIZE, FiLMGenerator  # noqa: E402
+from openpixel_ros.adaptation import CONDITIONING_SIZE  # noqa: E402
+from openpixel_ros.model.film import FiLMGenerator  # noqa: E402
 
 
 def test_conditioning_size_comes_from_the_adaptation_module():

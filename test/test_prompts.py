@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from openpixel_ros.engines import EngineError
 from openpixel_ros.interactive import (DEFAULT_PROMPT_ENGINE, ClickPrompt, PromptError, PromptResult,
                                        create_prompt_engine, prompt_engine_names, register_prompt_engine)
 

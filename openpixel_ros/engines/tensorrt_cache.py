@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from ..paths import user_cache_dir
 from .base import EngineError
 
 MANIFEST_FORMAT = "openpixel-tensorrt-engine/1"
@@ -107,11 +108,7 @@ def cache_key(onnx_sha256: str, settings: BuildSettings, runtime: RuntimeIdentit
 def engine_cache_dir() -> Path:
     """Where built engines are cached: ``$OPENPIXEL_ENGINE_CACHE``, else
     ``${XDG_CACHE_HOME:-~/.cache}/openpixel_ros/engines``."""
-    explicit = os.environ.get("OPENPIXEL_ENGINE_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "openpixel_ros" / "engines"
+    return user_cache_dir("engines", "OPENPIXEL_ENGINE_CACHE")
 
 
 def _slug(text: str) -> str:

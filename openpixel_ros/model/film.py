@@ -13,7 +13,6 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from openpixel_ros.adaptation import CONDITIONING_SIZE
 
 
 class FiLMGenerator(nn.Module):

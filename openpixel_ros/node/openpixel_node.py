@@ -32,7 +32,7 @@ from ..model_contract import ContractError
 from ..segmentor import Segmentor
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
-from .parameters import all_parameters, spec_by_name
+from .parameters import spec_by_name
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
