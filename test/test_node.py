@@ -305,3 +305,12 @@ def test_tensorrt_without_gpu_stops_with_the_fallback_named(ros_env, model):
     out = result.stdout + result.stderr
     assert result.returncode != 0 and "engine: onnxruntime" in out, out
     assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+
+
+def test_missing_prompt_model_stops_startup(ros_env, model, tmp_path):
+    import subprocess
+    result = subprocess.run(node_command("-p", f"model_path:={model}", "-p", "prompt_engine:=sam",
+                                         "-p", f"prompt_model:={tmp_path / 'absent.encoder.onnx'}"),
+                            env=ros_env, capture_output=True, text=True, timeout=60)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "FATAL" in out and "absent.encoder.onnx" in out, out

@@ -25,11 +25,15 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
+from ..adaptation import AdaptationConfig
 from ..engines import EngineError
 from ..image_codec import ImageDecodeError, decode_raw
+from ..interactive import ClickPrompt, PromptError
 from ..latest_frame import LatestFrameSlot
 from ..model_contract import ContractError
+from ..msg import AdaptationState
 from ..segmentor import Segmentor
+from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from .parameters import spec_by_name
@@ -75,7 +79,8 @@ class OpenPixelNode(Node):
                                        label_upsampling=p("label_upsampling"), prompt_engine=p("prompt_engine"),
                                        prompt_model=p("prompt_model") or None, adaptation=adaptation,
                                        **engine_options)
-        except (EngineError, ContractError, FileNotFoundError) as exc:
+            self.segmentor.prompt_engine  # load a prompt model now: a bad path fails start-up, not a click
+        except (EngineError, ContractError, PromptError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from None
         contract = self.segmentor.contract
         try:
@@ -98,7 +103,6 @@ class OpenPixelNode(Node):
         self.pub_color = self.create_publisher(Image, "~/color", out_qos)
         self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        from ..msg import AdaptationState
         self.pub_adaptation = self.create_publisher(AdaptationState, "~/adaptation", 10)
         self.pub_adapted = self.create_publisher(Image, "~/adapted_image", out_qos)
         self._last_adaptation = None
@@ -136,7 +140,6 @@ class OpenPixelNode(Node):
         self._clicks = []  # [(x, y, label)] of the current click session
         self._last_click_time = 0.0
         self._session_timeout = p("click.session_timeout")
-        from ..srv import SegmentAtPoints
         self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points)
         self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
         self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
@@ -157,7 +160,6 @@ class OpenPixelNode(Node):
 
     def _adaptation_config(self, changes: dict):
         """AdaptationConfig from the adaptation.* parameters, with ``changes`` applied; validated."""
-        from ..adaptation import AdaptationConfig
         prefix = "adaptation."
         values = {name[len(prefix):]: self.get_parameter(name).value
                   for name in self._specs if name.startswith(prefix)}
@@ -294,7 +296,6 @@ class OpenPixelNode(Node):
             return
         self._last_adaptation = state
         if wanted["adaptation"]:
-            from ..msg import AdaptationState
             msg = AdaptationState(header=header)
             for key, value in state.to_dict().items():
                 setattr(msg, key, type(getattr(msg, key))(value))
@@ -314,7 +315,6 @@ class OpenPixelNode(Node):
         return msg.header, self._decode(msg), (stamp.sec, stamp.nanosec, msg.header.frame_id)
 
     def _on_segment_at_points(self, request, response):
-        from ..interactive import PromptError
         t0 = time.perf_counter()
         try:
             header, rgb, key = self._frame_for_prompt(request.image)
@@ -328,7 +328,6 @@ class OpenPixelNode(Node):
                 if pm.encoding != "mono8":
                     raise ValueError(f"previous_mask must be mono8, got {pm.encoding!r}")
                 previous = decode_raw("mono8", pm.height, pm.width, pm.step, False, pm.data) > 127
-            from ..interactive import ClickPrompt
             prompt = ClickPrompt.from_lists([(p.x, p.y) for p in request.points], list(request.labels), box=box,
                                             previous_mask=previous, image_size=rgb.shape[:2])
             result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
@@ -352,7 +351,6 @@ class OpenPixelNode(Node):
         return response
 
     def _on_click(self, msg: PointStamped, label: int) -> None:
-        from ..interactive import ClickPrompt, PromptError
         now = time.monotonic()
         with self._click_lock:
             if now - self._last_click_time > self._session_timeout:
