@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     from openpixel_ros.export.onnx_export import export_openpixel
     from openpixel_ros.interactive import ClickPrompt
     from openpixel_ros.interactive.openpixel_engine import OpenPixelPromptEngine
-    from openpixel_ros.model.complexity import count_macs, parameter_count
+    from openpixel_ros.model.compute_cost import count_macs, parameter_count
     from openpixel_ros.model.openpixel import EncoderGraph, ModelInfo, OpenPixel
 
     torch.set_num_threads(args.threads)

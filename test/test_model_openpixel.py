@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from openpixel_ros.model.complexity import count_macs, parameter_count  # noqa: E402
+from openpixel_ros.model.compute_cost import count_macs, parameter_count  # noqa: E402
 from openpixel_ros.model.heads import PromptDecoder, SemanticHead  # noqa: E402
 from openpixel_ros.model.openpixel import OpenPixel, OpenPixelConfig  # noqa: E402
 
