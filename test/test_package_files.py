@@ -36,3 +36,13 @@ def test_every_console_script_is_a_ros2_run_executable():
     cmake = (REPO / "CMakeLists.txt").read_text()
     executables = dict(re.findall(r'^\s*"(\w+)=([\w.]+:\w+)"\s*$', cmake, re.M))
     assert scripts == executables and "openpixel_node" in scripts
+
+
+def test_the_node_and_the_python_api_never_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys, openpixel_ros.node.openpixel_node, openpixel_ros.interactive.openpixel_engine; "
+            "from openpixel_ros import Segmentor; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
