@@ -35,10 +35,6 @@ class LatestFrameSlot:
             item, self._item = self._item, None
             return item
 
-    def peek(self) -> Optional[Any]:
-        with self._cond:
-            return self._item
-
     def close(self) -> None:
         with self._cond:
             self._closed = True
