@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SHARED, print_table, write_results  # noqa: E402
+from bench.common import SHARED, print_table, time_ms, write_results  # noqa: E402
 from openpixel_ros.adaptation import (AdaptationConfig, LightingAdapter, complexity_score,  # noqa: E402
                                       compute_stats)
 from openpixel_ros.eval.lighting import darken, dusk  # noqa: E402
@@ -38,18 +37,6 @@ def daylight_frame_1080p() -> tuple:
         from skimage import data
         source, rgb = "skimage coffee", data.coffee()
     return source, cv2.resize(rgb, (1920, 1080), interpolation=cv2.INTER_LINEAR)
-
-
-def time_ms(function, repeats: int) -> dict:
-    for _ in range(3):  # warm-up: caches, lazily created CLAHE objects
-        function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": round(float(np.median(samples)), 4), "p90_ms": round(float(np.percentile(samples, 90)), 4),
-            "repeats": repeats}
 
 
 def full_resolution_stats(rgb: np.ndarray):

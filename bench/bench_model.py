@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, print_table, write_results  # noqa: E402
+from common import SHARED, print_table, time_ms, write_results  # noqa: E402
 
 DEEPLAB_TFLITE = SHARED / "models" / "deeplabv3_mnv2_voc" / "deeplabv3_257_mv_gpu.tflite"
 SIZES = ((360, 480), (480, 640))  # (height, width)
@@ -37,18 +36,6 @@ def session(path, threads: int):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def timed(fn, repeats: int, warmup: int = 3) -> dict:
-    """Median and 90th percentile of ``fn()`` wall time in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": round(float(np.median(times)), 2), "p90_ms": round(float(np.percentile(times, 90)), 2)}
 
 
 def main(argv=None) -> int:
@@ -94,7 +81,7 @@ def main(argv=None) -> int:
             export_deeplab_onnx(DEEPLAB_TFLITE, native)
             x = rng.uniform(-1, 1, (1, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
             s = session(native, args.threads)
-            entry = {"frame": timed(lambda: s.run(None, {"image": x}), args.repeats),
+            entry = {"frame": time_ms(lambda: s.run(None, {"image": x}), args.repeats),
                      "macs": count_macs(deeplab, torch.from_numpy(x)), "onnx_bytes": native.stat().st_size}
             results["deeplab"]["sizes"]["257x257"] = entry
             rows.append(["DeepLab ref", "257x257", entry["frame"]["median_ms"], "-", "-",
@@ -110,14 +97,14 @@ def main(argv=None) -> int:
             logits, f4, f8 = enc.run(None, {"image": image, "conditioning": conditioning})
             prompts = np.zeros((1, 4, *f4.shape[2:]), np.float32)
             prompts[0, 0, f4.shape[2] // 2, f4.shape[3] // 2] = 1.0
-            frame_t = timed(lambda: enc.run(None, {"image": image, "conditioning": conditioning}), args.repeats)
-            decoder_t = timed(lambda: dec.run(None, {"features_s4": f4, "features_s8": f8, "prompts": prompts}),
+            frame_t = time_ms(lambda: enc.run(None, {"image": image, "conditioning": conditioning}), args.repeats)
+            decoder_t = time_ms(lambda: dec.run(None, {"features_s4": f4, "features_s8": f8, "prompts": prompts}),
                               args.repeats)
             engine = OpenPixelPromptEngine.from_files(encoder, threads=args.threads)
             rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
             engine.set_image(rgb, key=label)
             prompt = ClickPrompt.from_lists([(w / 2, h / 2), (w / 5, h / 5)], [1, 0], image_size=(h, w))
-            click_t = timed(lambda: engine.predict(prompt), args.repeats)
+            click_t = time_ms(lambda: engine.predict(prompt), args.repeats)
             engine.close()
             with torch.no_grad():
                 t_image, t_cond = torch.from_numpy(image), torch.from_numpy(conditioning)
@@ -135,7 +122,7 @@ def main(argv=None) -> int:
                 path = tmp / f"deeplab_{label}.onnx"
                 export_deeplab_onnx(DEEPLAB_TFLITE, path, h, w)
                 s = session(path, args.threads)
-                entry = {"frame": timed(lambda: s.run(None, {"image": image}), args.repeats),
+                entry = {"frame": time_ms(lambda: s.run(None, {"image": image}), args.repeats),
                          "macs": count_macs(deeplab, torch.from_numpy(image)), "onnx_bytes": path.stat().st_size}
                 results["deeplab"]["sizes"][label] = entry
                 rows.append(["DeepLab ref", label, entry["frame"]["median_ms"], "-", "-",
