@@ -136,6 +136,7 @@ def test_latest_frame_and_click_topic(node):
     assert probe.wait_for_subscriber(pub)
     frame = image_msg(sec=42)
     masks = probe.subscribe(Image, "/openpixel_p/click_mask")
+    overlays = probe.subscribe(Image, "/openpixel_p/click_overlay")
     # Service on the latest camera frame (empty request image).
     for _ in range(5):
         pub.publish(frame)
@@ -146,7 +147,10 @@ def test_latest_frame_and_click_topic(node):
     # A click from an image view segments the latest frame.
     clicks = probe.node.create_publisher(PointStamped, "/openpixel_p/click", 10)
     click = PointStamped(point=Point(x=float(A[0]), y=float(A[1])))
-    assert probe.spin_until(lambda: masks, timeout=20, every=lambda: clicks.publish(click), period=2.0)
+    assert probe.spin_until(lambda: masks and overlays, timeout=20, every=lambda: clicks.publish(click),
+                            period=2.0)
+    o = overlays[0]
+    assert o.header.stamp.sec == 42 and o.encoding == "rgb8" and (o.width, o.height) == (W, H)
     m = masks[0]
     assert m.header.stamp.sec == 42 and m.encoding == "mono8"
     assert decode_raw("mono8", m.height, m.width, m.step, False, m.data)[A[1], A[0]] == 255

@@ -304,15 +304,20 @@ class OpenPixelNode(Node):
             self.pub_adapted.publish(array_to_image_msg(np.ascontiguousarray(adapted), header, "rgb8"))
 
     # -- click prompts ----------------------------------------------------------------
+    def _latest_frame(self):
+        """(header, rgb, cache key) of the newest camera frame; the key lets repeated clicks on one
+        frame reuse the prompt engine's cached features."""
+        msg = self._latest_msg
+        if msg is None:
+            raise ValueError(f"no camera frame has arrived on {self._sub.topic_name} yet")
+        stamp = msg.header.stamp
+        return msg.header, self._decode(msg), (stamp.sec, stamp.nanosec, msg.header.frame_id)
+
     def _frame_for_prompt(self, image: Image):
         """(header, rgb, cache key) of the request's image, or of the latest camera frame."""
         if image.width and image.height:
             return image.header, image_msg_to_rgb(image), None
-        msg = self._latest_msg
-        if msg is None:
-            raise ValueError(f"the request has no image and no camera frame has arrived on {self._sub.topic_name}")
-        stamp = msg.header.stamp
-        return msg.header, self._decode(msg), (stamp.sec, stamp.nanosec, msg.header.frame_id)
+        return self._latest_frame()
 
     def _on_segment_at_points(self, request, response):
         t0 = time.perf_counter()
@@ -359,27 +364,22 @@ class OpenPixelNode(Node):
             self._clicks.append((msg.point.x, msg.point.y, label))
             clicks = list(self._clicks)
         try:
-            latest = self._latest_msg
-            if latest is None:
-                raise ValueError("click ignored: no camera frame yet")
-            rgb = self._decode(latest)
+            header, rgb, key = self._latest_frame()
             prompt = ClickPrompt.from_lists([c[:2] for c in clicks], [c[2] for c in clicks],
                                             image_size=rgb.shape[:2])
-            stamp = latest.header.stamp
-            result = self.segmentor.segment_clicks(rgb, prompt, key=(stamp.sec, stamp.nanosec,
-                                                                     latest.header.frame_id))
+            result = self.segmentor.segment_clicks(rgb, prompt, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             with self._click_lock:  # an invalid click must not poison the session
                 if self._clicks and self._clicks[-1] == clicks[-1]:
                     self._clicks.pop()
             self._report_error(f"click at ({msg.point.x:.1f}, {msg.point.y:.1f}): {str(exc).splitlines()[0]}")
             return
-        self.pub_click_mask.publish(array_to_image_msg(result.mask, latest.header, "mono8"))
+        self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
             color = np.zeros_like(rgb)
             color[result.mask > 0] = (0, 255, 0) if label else (255, 128, 0)
             self.pub_click_overlay.publish(array_to_image_msg(
-                overlay(rgb, color, self._alpha, result.mask // 255), latest.header, "rgb8"))
+                overlay(rgb, color, self._alpha, result.mask // 255), header, "rgb8"))
 
     # -- diagnostics ------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
