@@ -19,54 +19,9 @@ from dataclasses import fields
 
 import numpy as np
 
+from ..lighting_shifts import EXTRA_SHIFTS, SHIFTS, darken, dusk, gamma_shift, low_contrast  # noqa: F401
 from .common import (ConfusionMatrix, add_data_arguments, class_map_for, load_labels, load_rgb,
                      load_segmenter, pair_by_stem, progress, write_json)
-
-
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(values), 0, 255).astype(np.uint8)
-
-
-def darken(rgb: np.ndarray, factor: float) -> np.ndarray:
-    """Exposure cut: every channel times ``factor``."""
-    return _to_uint8(rgb.astype(np.float32) * factor)
-
-
-def gamma_shift(rgb: np.ndarray, gamma: float) -> np.ndarray:
-    """Tone-curve shift ``255 (x/255)^gamma``: gamma < 1 washes out, gamma > 1 crushes shadows."""
-    return _to_uint8(255.0 * (rgb.astype(np.float32) / 255.0) ** gamma)
-
-
-def low_contrast(rgb: np.ndarray, keep: float = 0.35) -> np.ndarray:
-    """Haze-like flattening: pixels pulled towards the frame's mean grey, keeping ``keep`` of the contrast."""
-    x = rgb.astype(np.float32)
-    return _to_uint8(x.mean() + keep * (x - x.mean()))
-
-
-def dusk(rgb: np.ndarray, rng: np.random.Generator, noise: bool = True) -> np.ndarray:
-    """Dusk: shadows crushed (gamma 1.5) and exposure cut to 0.3x, a slight blue cast, then
-    sensor noise: Gaussian with variance ``read^2 + shot * signal`` (read 2 levels, shot 0.5)."""
-    x = 255.0 * (rgb.astype(np.float32) / 255.0) ** 1.5 * 0.3
-    x *= np.array([0.9, 1.0, 1.1], np.float32)
-    if noise:
-        sigma = np.sqrt(4.0 + 0.5 * x)
-        x = x + sigma * rng.standard_normal(x.shape, dtype=np.float32)
-    return _to_uint8(x)
-
-
-#: name -> shift(rgb, rng). Fixed; ``rng`` is seeded per image, so runs are repeatable.
-SHIFTS = {
-    "dark_0.25": lambda rgb, rng: darken(rgb, 0.25),
-    "dark_0.5": lambda rgb, rng: darken(rgb, 0.5),
-    "gamma_0.4": lambda rgb, rng: gamma_shift(rgb, 0.4),
-    "gamma_2.5": lambda rgb, rng: gamma_shift(rgb, 2.5),
-    "low_contrast": lambda rgb, rng: low_contrast(rgb),
-    "dusk_noise": lambda rgb, rng: dusk(rgb, rng),
-}
-#: Extra shifts, selectable with ``--shifts``, not in the default set.
-EXTRA_SHIFTS = {
-    "dusk_clean": lambda rgb, rng: dusk(rgb, rng, noise=False),
-}
 
 
 def shift_rng(seed: int, stem: str, shift: str) -> np.random.Generator:

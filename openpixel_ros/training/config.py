@@ -15,7 +15,7 @@ import yaml
 
 from openpixel_ros.model.openpixel import ModelInfo, OpenPixelConfig
 
-from .losses import LossWeights
+from .losses import CLASS_WEIGHTINGS, LossWeights
 
 
 class ConfigError(ValueError):
@@ -36,17 +36,38 @@ def _build(cls, data, section: str):
 
 @dataclass
 class DataConfig:
-    """``kind: synthetic`` (generated shapes, for tests) or ``kind: folder`` (images + label PNGs by stem)."""
+    """``kind: synthetic`` (generated shapes, for tests) or ``kind: folder`` (images + label PNGs by stem).
+
+    Images are first resized to ``height`` x ``width``. Augmentation then draws, per
+    sample: a scale in ``[scale_min, scale_max]`` and a ``crop_height`` x ``crop_width``
+    window (padded with ``ignore_index`` where the scaled image is smaller), a
+    horizontal flip, and with probability ``lighting_prob`` a random lighting shift of
+    ``eval lighting``'s family. The conditioning vector is computed from the augmented
+    image by the package's lighting adaptation, which also corrects it (as the node
+    does) with probability ``correction_prob``; with probability
+    ``conditioning_dropout`` the vector is zeroed (the "no conditioning" input).
+    """
 
     kind: str = "synthetic"
     images: Optional[str] = None  # folder kind: image folder
     labels: Optional[str] = None  # folder kind: label folder (uint8 class ids, same stems)
+    val_images: Optional[str] = None  # held-out folder scored every train.validate_every steps
+    # (the synthetic kind validates on other generated samples)
+    val_labels: Optional[str] = None
     num_samples: int = 16  # synthetic kind
-    height: int = 64  # training crop size (images are resized to it)
+    height: int = 64  # images are resized to this size first (validation runs at it)
     width: int = 64
+    crop_height: Optional[int] = None  # training crop; None: the whole (scaled) image
+    crop_width: Optional[int] = None
+    scale_min: float = 1.0
+    scale_max: float = 1.0
+    hflip: bool = True
+    lighting_prob: float = 0.0
+    correction_prob: float = 0.5
+    conditioning_dropout: float = 0.0
+    cache: bool = True  # keep decoded images in memory (CamVid train: about 190 MB)
     ignore_index: int = 255
     background_classes: tuple = (0,)  # classes never chosen as a click object
-    hflip: bool = True
 
 
 @dataclass
@@ -72,6 +93,7 @@ class ClickConfig:
 
     max_initial_positive: int = 3
     max_initial_negative: int = 3
+    enabled: bool = True  # false: semantic training only (no decoder passes)
     max_iterations: int = 3
     sigma: float = 8.0
     previous_mask: bool = True
@@ -83,9 +105,15 @@ class LoopConfig:
     max_steps: Optional[int] = None  # stop early after this many steps in total
     batch_size: int = 2
     checkpoint_every: int = 100  # steps; a checkpoint is also written at the end
+    validate_every: int = 0  # steps; 0: no validation (needs data.val_images/val_labels)
+    validation_batch: int = 4
     log_every: int = 10
-    freeze_backbone_bn: bool = True  # keep the pretrained (folded) normalisation statistics
-    threads: int = 2
+    # true: keep the backbone's BatchNorms at the identity that loading pretrained (folded) weights
+    # sets; only meaningful with pretrained weights. false: train them, after calibrating their
+    # statistics on training batches so that the pretrained function is kept at step 0.
+    freeze_backbone_bn: bool = False
+    threads: int = 2  # CPU threads
+    device: str = "auto"  # auto (cuda when present), cuda (falls back to cpu when absent) or cpu
 
 
 @dataclass
@@ -129,6 +157,23 @@ def config_from_dict(data: dict) -> TrainConfig:
         raise ConfigError(f"optimizer.name must be adamw or sgd, not {config.optimizer.name!r}")
     if config.schedule.name not in ("poly", "cosine", "constant"):
         raise ConfigError(f"schedule.name must be poly, cosine or constant, not {config.schedule.name!r}")
+    if config.train.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu or cuda, not {config.train.device!r}")
+    if config.train.freeze_backbone_bn and not config.pretrained_tflite:
+        raise ConfigError("train.freeze_backbone_bn needs pretrained_tflite: a random backbone "
+                          "would train with identity BatchNorm")
+    d = config.data
+    if (d.crop_height is None) != (d.crop_width is None):
+        raise ConfigError("data.crop_height and data.crop_width go together")
+    if not 0 < d.scale_min <= d.scale_max:
+        raise ConfigError("data.scale_min and scale_max must satisfy 0 < scale_min <= scale_max")
+    for name in ("lighting_prob", "correction_prob", "conditioning_dropout"):
+        if not 0.0 <= getattr(d, name) <= 1.0:
+            raise ConfigError(f"data.{name} must be in [0, 1]")
+    if config.train.validate_every and d.kind == "folder" and not (d.val_images and d.val_labels):
+        raise ConfigError("train.validate_every needs data.val_images and data.val_labels")
+    if config.loss.class_weighting not in CLASS_WEIGHTINGS:
+        raise ConfigError(f"loss.class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
     if config.model_info.classes and len(config.model_info.classes) != config.model.num_classes:
         raise ConfigError(f"model_info lists {len(config.model_info.classes)} classes, "
                           f"model.num_classes is {config.model.num_classes}")

@@ -57,7 +57,7 @@ class SyntheticShapes:
 class LabelFolder:
     """Images in one folder, uint8 label PNGs with the same stem in another, resized to a fixed size."""
 
-    def __init__(self, images: str, labels: str, height: int, width: int):
+    def __init__(self, images: str, labels: str, height: int, width: int, cache: bool = False):
         image_dir, label_dir = Path(images), Path(labels)
         if not image_dir.is_dir() or not label_dir.is_dir():
             raise FileNotFoundError(f"data folders not found: {image_dir}, {label_dir}")
@@ -67,11 +67,19 @@ class LabelFolder:
         if not self.pairs:
             raise FileNotFoundError(f"no image in {image_dir} has a label PNG in {label_dir}")
         self.height, self.width = height, width
+        self._cache = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int):
+        if self._cache is None:
+            return self._load(index)
+        if index not in self._cache:
+            self._cache[index] = self._load(index)
+        return self._cache[index]
+
+    def _load(self, index: int):
         image_path, label_path = self.pairs[index]
         bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         labels = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
@@ -86,7 +94,26 @@ class LabelFolder:
 def make_dataset(config: DataConfig, num_classes: int, seed: int):
     if config.kind == "synthetic":
         return SyntheticShapes(config.num_samples, config.height, config.width, num_classes, seed)
-    return LabelFolder(config.images, config.labels, config.height, config.width)
+    return LabelFolder(config.images, config.labels, config.height, config.width, config.cache)
+
+
+def make_validation_set(config: DataConfig, num_classes: int, seed: int):
+    """The held-out set (``val_images``/``val_labels``), or None. A synthetic config validates on
+    other generated samples (a different seed), so the loop is testable without data."""
+    if config.kind == "synthetic":
+        return SyntheticShapes(max(2, config.num_samples // 2), config.height, config.width, num_classes, seed + 1)
+    if not (config.val_images and config.val_labels):
+        return None
+    return LabelFolder(config.val_images, config.val_labels, config.height, config.width, config.cache)
+
+
+def class_pixel_counts(dataset, num_classes: int) -> np.ndarray:
+    """Pixels of each class over a whole dataset (ignored ids and ids >= num_classes not counted)."""
+    counts = np.zeros(num_classes, np.int64)
+    for index in range(len(dataset)):
+        _, labels = dataset[index]
+        counts += np.bincount(labels.ravel(), minlength=256)[:num_classes]
+    return counts
 
 
 def pick_object(labels: np.ndarray, rng: np.random.Generator, ignore_index: int,

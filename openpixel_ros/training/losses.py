@@ -95,6 +95,10 @@ class LossWeights:
     focal_gamma: float = 2.0
     smooth: float = DEFAULT_SMOOTH
     ignore_index: int = 255
+    # Cross-entropy class weights from the training labels' pixel frequencies (for thin classes):
+    # "none", "inverse_sqrt" (w ~ f^-1/2) or "median_frequency" (w = median f / f, SegNet's).
+    class_weighting: str = "none"
+    max_class_weight: float = 10.0
     mask: float = 1.0  # the click head's mask loss (focal or BCE + Dice) relative to the semantic loss
     score: float = 0.1  # the click head's IoU-prediction loss
 
@@ -107,13 +111,38 @@ class LossWeights:
         return cls(**data)
 
 
-def semantic_loss(logits: torch.Tensor, target: torch.Tensor, weights: LossWeights) -> dict:
-    """Weighted sum of cross-entropy, Dice and focal on class logits (upsampled to the target's size)."""
+CLASS_WEIGHTINGS = ("none", "inverse_sqrt", "median_frequency")
+
+
+def class_weights(pixel_counts, method: str, max_weight: float = 10.0) -> Optional[torch.Tensor]:
+    """Per-class cross-entropy weights from pixel counts per class, normalised to a pixel-weighted
+    mean of 1 (so the loss keeps its scale); ``None`` for ``"none"``. Absent classes get weight 0."""
+    if method == "none":
+        return None
+    counts = torch.as_tensor(pixel_counts, dtype=torch.float64)
+    present = counts > 0
+    freq = counts / counts.sum()
+    weights = torch.zeros_like(freq)
+    if method == "inverse_sqrt":
+        weights[present] = freq[present].rsqrt()
+    elif method == "median_frequency":
+        weights[present] = freq[present].median() / freq[present]
+    else:
+        raise ValueError(f"unknown class weighting {method!r}")
+    weights = weights / (weights * freq).sum()
+    return weights.clamp(max=max_weight).float()
+
+
+def semantic_loss(logits: torch.Tensor, target: torch.Tensor, weights: LossWeights,
+                  ce_weights: Optional[torch.Tensor] = None) -> dict:
+    """Weighted sum of cross-entropy (optionally class-weighted), Dice and focal on class logits
+    (upsampled to the target's size)."""
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
     terms = {}
     if weights.cross_entropy:
-        terms["ce"] = weights.cross_entropy * F.cross_entropy(logits, target, ignore_index=weights.ignore_index)
+        terms["ce"] = weights.cross_entropy * F.cross_entropy(
+            logits, target, weight=ce_weights, ignore_index=weights.ignore_index)
     if weights.dice:
         terms["dice"] = weights.dice * dice_loss(logits, target, weights.ignore_index, weights.smooth)
     if weights.focal:

@@ -3,10 +3,20 @@
     python -m openpixel_ros.training.train --config config/train/example.yaml [--resume PATH|auto] [--max-steps N]
 
 Each step trains both heads on one batch: the semantic head on the label
-images, and the click head with RITM-style iterative click simulation (random
-starting clicks, then 0..N no-grad rounds that each add a click in the
-largest error of the current prediction, feeding the prediction back as the
-previous mask), all on one encoder pass.
+images, and (``clicks.enabled``) the click head with RITM-style iterative click
+simulation (random starting clicks, then 0..N no-grad rounds that each add a
+click in the largest error of the current prediction, feeding the prediction
+back as the previous mask), all on one encoder pass. Samples are augmented by
+:mod:`.augment` (scale, crop, flip, lighting; conditioning from the node's own
+adaptation).
+
+Every ``validate_every`` steps the model is scored on the held-out folder
+(mIoU, per-class IoU); the best checkpoint is kept as ``best.pt``. Progress
+goes to the console (step, images/s, ETA), ``log.jsonl`` (every step) and
+``log.csv`` (every ``log_every`` steps and every validation).
+
+Runs on CUDA when ``train.device`` asks for it (``auto``: when present) and on
+the CPU otherwise; the data, augmentation and click simulation are the same.
 
 Reproducibility: step ``k`` draws its data order, flips, object choice and
 clicks from generators seeded by ``(seed, k)``, and checkpoints hold the
@@ -16,10 +26,12 @@ from a checkpoint continues exactly as the uninterrupted run would.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,10 +44,69 @@ import torch.nn.functional as F
 from openpixel_ros.model.openpixel import CHECKPOINT_FORMAT, OpenPixel
 from openpixel_ros.model.prompt_maps import render_prompt_maps
 
+from .augment import SampleAugmenter
 from .click_simulation import next_click, random_initial_clicks
 from .config import ConfigError, TrainConfig, load_config
-from .data import make_dataset, pick_object, to_model_input
-from .losses import click_mask_loss, semantic_loss
+from .data import class_pixel_counts, make_dataset, make_validation_set, pick_object, to_model_input
+from .losses import class_weights, click_mask_loss, semantic_loss
+from .validation import evaluate
+
+
+def select_device(requested: str, log=print) -> torch.device:
+    """``auto``: CUDA when present; ``cuda``: CUDA, or the CPU with a warning when absent."""
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda" and log:
+        log("warning: train.device is cuda but no CUDA device is present; training on the CPU")
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def calibrate_batchnorm(module: torch.nn.Module, batches) -> int:
+    """Give identity BatchNorms (as pretrained folded weights leave them) the statistics of their
+    inputs over ``batches``, with scale and shift that keep each layer's output unchanged.
+
+    A BatchNorm computing ``x * w / sqrt(1 + eps) + b`` with ``w = sqrt(1 + eps)`` becomes
+    ``(x - m) / sqrt(v + eps) * sqrt(v + eps) + (b + m)``: the same function, but now trainable
+    with batch statistics that match the data. Returns the number of layers calibrated.
+    """
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    sums = {id(m): [0.0, 0.0, 0] for m in norms}
+
+    def hook(layer, inputs, _output):
+        x = inputs[0].double()
+        acc = sums[id(layer)]
+        acc[0] = acc[0] + x.sum(dim=(0, 2, 3))
+        acc[1] = acc[1] + (x * x).sum(dim=(0, 2, 3))
+        acc[2] += x.numel() // x.shape[1]
+
+    handles = [m.register_forward_hook(hook) for m in norms]
+    was_training = module.training
+    module.eval()
+    try:
+        for batch in batches:
+            module(batch)
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    for m in norms:
+        total, squares, count = sums[id(m)]
+        if not count:
+            continue
+        mean = total / count
+        var = (squares / count - mean * mean).clamp(min=0.0)
+        m.bias.add_(mean.to(m.bias))
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.weight.copy_((var + m.eps).sqrt().to(m.weight))
+    return len(norms)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _lr_factor(step: int, total: int, schedule) -> float:
@@ -52,17 +123,29 @@ def _lr_factor(step: int, total: int, schedule) -> float:
 class Trainer:
     """One training run: model, optimiser, schedule and data, driven step by step."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, log=print):
         self.config = config
         self.output_dir = Path(config.output_dir)
         torch.set_num_threads(config.train.threads)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         np.random.seed(config.seed % 2**32)
+        self.device = select_device(config.train.device, log)
         self.model = OpenPixel(config.model)
+        self.dataset = make_dataset(config.data, config.model.num_classes, config.seed)
+        self.validation_set = make_validation_set(config.data, config.model.num_classes, config.seed) \
+            if config.train.validate_every else None
+        self.augmenter = SampleAugmenter(config.data, config.model.conditioning_size)
         if config.pretrained_tflite:
             self.model.load_pretrained_backbone(config.pretrained_tflite)
-        self.dataset = make_dataset(config.data, config.model.num_classes, config.seed)
+            if not config.train.freeze_backbone_bn:
+                calibrate_batchnorm(self.model.backbone, self._calibration_batches())
+        self.model.to(self.device)
+        weights = class_weights(class_pixel_counts(self.dataset, config.model.num_classes),
+                                config.loss.class_weighting, config.loss.max_class_weight) \
+            if config.loss.class_weighting != "none" else None
+        self.ce_weights = weights.to(self.device) if weights is not None else None
+        self.best_miou = None
         self.steps_per_epoch = max(1, len(self.dataset) // config.train.batch_size)
         self.total_steps = config.train.epochs * self.steps_per_epoch
         if config.train.max_steps is not None:
@@ -91,11 +174,12 @@ class Trainer:
             "model_config": self.config.model.to_dict(),
             "model_info": vars(self.config.model_info).copy(),
             "train_config": self.config.to_dict(),
-            "model": self.model.state_dict(),
+            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
             "epoch": self.step // self.steps_per_epoch,
+            "best_miou": self.best_miou,
             "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
                     "numpy": {"bit_generator": np_state["bit_generator"],
                               "key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
@@ -113,7 +197,7 @@ class Trainer:
 
     def resume(self, path) -> None:
         """Restore model, optimiser, scheduler, step and RNG states from a checkpoint."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not an OpenPixel checkpoint")
         if ckpt["model_config"] != self.config.model.to_dict():
@@ -122,54 +206,69 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step = int(ckpt["step"])
+        self.best_miou = ckpt.get("best_miou")
         rng = ckpt["rng"]
         python_state = rng["python"]
         random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
-        torch.set_rng_state(rng["torch"])
+        torch.set_rng_state(rng["torch"].cpu())
         n = rng["numpy"]
         np.random.set_state({"bit_generator": n["bit_generator"],
                              "state": {"key": np.asarray(n["key"], np.uint32), "pos": n["pos"]},
                              "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
 
     # -- one step ---------------------------------------------------------------------
+    def _calibration_batches(self, count: int = 4):
+        """A few fixed, augmented training batches (their own seed) for :func:`calibrate_batchnorm`."""
+        rng = np.random.default_rng([self.config.seed, 3])
+        b = self.config.train.batch_size
+        for _ in range(count):
+            images = []
+            for index in rng.permutation(len(self.dataset))[:b]:
+                rgb, _, _ = self.augmenter(*self.dataset[int(index)], rng)
+                images.append(to_model_input(rgb))
+            yield torch.from_numpy(np.stack(images))
+
     def _batch(self, rng: np.random.Generator):
         epoch, position = divmod(self.step, self.steps_per_epoch)
         order = np.random.default_rng([self.config.seed, epoch, 1]).permutation(len(self.dataset))
         b = self.config.train.batch_size
         data = self.config.data
-        images, labels, objects = [], [], []
+        images, labels, conditioning, objects = [], [], [], []
         for index in order[position * b:(position + 1) * b]:
-            rgb, label = self.dataset[int(index)]
-            if data.hflip and rng.random() < 0.5:
-                rgb, label = rgb[:, ::-1], label[:, ::-1]
-            images.append(to_model_input(np.ascontiguousarray(rgb)))
+            rgb, label, vector = self.augmenter(*self.dataset[int(index)], rng)
+            images.append(to_model_input(rgb))
             labels.append(label.astype(np.int64))
-            objects.append(pick_object(label, rng, data.ignore_index, data.background_classes))
-        return np.stack(images), np.stack(labels), objects
+            conditioning.append(vector)
+            if self.config.clicks.enabled:
+                objects.append(pick_object(label, rng, data.ignore_index, data.background_classes))
+        vectors = np.stack(conditioning) if conditioning and conditioning[0] is not None else None
+        return np.stack(images), np.stack(labels), vectors, objects
 
     def _prompts(self, clicks: list, previous: list, input_hw) -> torch.Tensor:
         sigma = self.config.clicks.sigma
         maps = [render_prompt_maps(input_hw, [c.xy for c in cs if c.positive], [c.xy for c in cs if not c.positive],
                                    previous_mask=prev, sigma=sigma) for cs, prev in zip(clicks, previous)]
-        return torch.from_numpy(np.stack(maps))
+        return torch.from_numpy(np.stack(maps)).to(self.device)
 
     def train_step(self) -> dict:
         """Run one optimisation step; returns its losses (floats)."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, self.step, 2])
-        images, labels, objects = self._batch(rng)
+        images, labels, vectors, objects = self._batch(rng)
         self.model.train()
         if cfg.train.freeze_backbone_bn:
             for m in self.model.backbone.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.eval()
-        image_t, label_t = torch.from_numpy(images), torch.from_numpy(labels)
+        image_t = torch.from_numpy(images).to(self.device)
+        label_t = torch.from_numpy(labels).to(self.device)
+        conditioning_t = torch.from_numpy(vectors).to(self.device) if vectors is not None else None
         input_hw = images.shape[2:]
-        features_s4, features_s8, semantic_logits = self.model.encode(image_t)
-        losses = semantic_loss(semantic_logits, label_t, cfg.loss)
+        features_s4, features_s8, semantic_logits = self.model.encode(image_t, conditioning_t)
+        losses = semantic_loss(semantic_logits, label_t, cfg.loss, self.ce_weights)
         total = losses["total"]
 
-        has_object = [o is not None for o in objects]
+        has_object = [o is not None for o in objects]  # empty when clicks are disabled
         if any(has_object):
             keep = [i for i, ok in enumerate(has_object) if ok]
             gts = [objects[i] for i in keep]
@@ -184,14 +283,14 @@ class Trainer:
                     mask_logits, _ = self.model.decode(f4.detach(), f8.detach(), prompts)
                     full = F.interpolate(mask_logits, size=input_hw, mode="bilinear", align_corners=False)
                     for i, gt in enumerate(gts):
-                        click = next_click(full[i, 0].numpy() > 0, gt, ignore[i], rng)
+                        click = next_click(full[i, 0].cpu().numpy() > 0, gt, ignore[i], rng)
                         if click is not None:
                             clicks[i].append(click)
                     if cfg.clicks.previous_mask:
-                        previous = list(torch.sigmoid(mask_logits[:, 0]).numpy())
+                        previous = list(torch.sigmoid(mask_logits[:, 0]).cpu().numpy())
             mask_logits, score = self.model.decode(f4, f8, self._prompts(clicks, previous, input_hw))
-            target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32))
-            valid = torch.from_numpy(~np.stack(ignore)[:, None]).float()
+            target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32)).to(self.device)
+            valid = torch.from_numpy(~np.stack(ignore)[:, None]).float().to(self.device)
             mask_terms = click_mask_loss(mask_logits, score, target, cfg.loss, valid)
             losses.update({k: v for k, v in mask_terms.items() if k != "total"})
             total = total + mask_terms["total"]
@@ -201,28 +300,94 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        out = {k: float(v.detach()) for k, v in losses.items() if k != "total"}
+        out = {k: float(v.detach()) for k, v in losses.items() if k != "total"}  # (syncs the device)
         out["total"] = float(total.detach())
         return out
 
+    # -- validation and logs ----------------------------------------------------------
+    def validate(self) -> Optional[dict]:
+        """Score the held-out set; keeps ``best.pt`` when mIoU improves. None without a held-out set."""
+        if self.validation_set is None:
+            return None
+        cfg = self.config
+        names = list(cfg.model_info.classes) or [str(i) for i in range(cfg.model.num_classes)]
+        result = evaluate(self.model, self.validation_set, names, cfg.data.ignore_index, self.device,
+                          cfg.train.validation_batch, conditioning=cfg.model.conditioning_size > 0)
+        if self.best_miou is None or result["miou"] > self.best_miou:
+            self.best_miou = result["miou"]
+            shutil.copyfile(self.save_checkpoint(), self.output_dir / "best.pt")
+            result["best"] = True
+        return result
+
+    def _csv_columns(self) -> list:
+        names = list(self.config.model_info.classes) or [str(i) for i in range(self.config.model.num_classes)]
+        return (["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_miou", "val_pixel_acc"]
+                + [f"val_iou_{name}" for name in names])
+
+    def _open_csv(self, path: Path):
+        """Open the CSV log for appending; on resume, rows past the resumed step are dropped."""
+        columns = self._csv_columns()
+        rows = []
+        if path.is_file() and self.step > 0:
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows({k: r.get(k, "") for k in columns} for r in rows)
+        return columns
+
     def run(self, max_steps: Optional[int] = None, log=print) -> list:
         """Train until ``total_steps`` (or ``max_steps`` in total); checkpoint on schedule and at the end."""
+        cfg = self.config.train
         stop = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
         history = []
         self.output_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir / "log.jsonl"
+        csv_path = self.output_dir / "log.csv"
+        columns = self._open_csv(csv_path)
+        first_step, started_run = self.step, time.perf_counter()
+        if log:
+            log(f"training on {self.device.type}: steps {self.step}..{stop} of {self.total_steps}, "
+                f"batch {cfg.batch_size}, {len(self.dataset)} training images"
+                + (f", {len(self.validation_set)} held out" if self.validation_set is not None else ""))
+        window = []
         while self.step < stop:
             started = time.perf_counter()
             losses = self.train_step()
+            step_s = time.perf_counter() - started
+            window = (window + [step_s])[-20:]
+            images_per_s = cfg.batch_size / (sum(window) / len(window))
             entry = {"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch,
                      "lr": self.scheduler.get_last_lr()[-1], **losses,
-                     "step_s": round(time.perf_counter() - started, 3)}
+                     "step_s": round(step_s, 3), "images_per_s": round(images_per_s, 2)}
             history.append(entry)
             with log_path.open("a") as f:
                 f.write(json.dumps(entry) + "\n")
-            if log and (self.step % self.config.train.log_every == 0 or self.step == stop):
-                log(json.dumps(entry))
-            if self.step % self.config.train.checkpoint_every == 0 and self.step < stop:
+            validation = None
+            if cfg.validate_every and (self.step % cfg.validate_every == 0 or self.step == self.total_steps):
+                validation = self.validate()
+                entry["val_miou"] = validation["miou"]
+            elapsed = time.perf_counter() - started_run
+            if self.step % cfg.log_every == 0 or self.step == stop or validation:
+                row = {"step": self.step, "epoch": entry["epoch"], "lr": f"{entry['lr']:.6g}",
+                       "loss": f"{losses['total']:.5f}", "images_per_s": entry["images_per_s"],
+                       "elapsed_s": round(elapsed, 1)}
+                if validation:
+                    row.update(val_miou=validation["miou"], val_pixel_acc=validation["pixel_acc"])
+                    row.update({f"val_iou_{k}": v for k, v in validation["per_class_iou"].items()})
+                with csv_path.open("a", newline="") as f:
+                    csv.DictWriter(f, columns).writerow({k: row.get(k, "") for k in columns})
+            if log and (self.step % cfg.log_every == 0 or self.step == stop):
+                eta = (stop - self.step) * elapsed / max(1, self.step - first_step)
+                log(f"step {self.step}/{stop} ({100 * self.step / stop:.0f}%)  loss {losses['total']:.4f}  "
+                    f"{images_per_s:.1f} img/s  elapsed {_duration(elapsed)}  ETA {_duration(eta)}")
+            if log and validation:
+                worst = sorted(validation["per_class_iou"].items(), key=lambda kv: (kv[1] is None, kv[1] or 0))[:3]
+                log(f"validation at step {self.step}: mIoU {100 * validation['miou']:.1f}% "
+                    f"(best {100 * self.best_miou:.1f}%), pixel accuracy {100 * validation['pixel_acc']:.1f}%; "
+                    f"weakest: {', '.join(f'{k} {v:.2f}' for k, v in worst if v is not None)}")
+            if self.step % cfg.checkpoint_every == 0 and self.step < stop:
                 self.save_checkpoint()
         self.save_checkpoint()
         return history
@@ -253,6 +418,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"checkpoint: {Path(config.output_dir) / 'last.pt'}")
+    if trainer.best_miou is not None:
+        print(f"best validation mIoU {100 * trainer.best_miou:.2f}%: {Path(config.output_dir) / 'best.pt'}")
     return 0
 
 
