@@ -62,9 +62,8 @@ class Segmentor:
                  foreground_classes: Optional[Sequence] = None, label_upsampling: str = "bilinear",
                  adaptation=True, prompt_engine: Optional[str] = None, prompt_model=None,
                  color_order: str = "rgb", **engine_options):
-        if model is None:
-            from .default_model import default_model_path
-            model = default_model_path()
+        from .default_model import resolve_model
+        model = resolve_model(model)
         self.model_path = model
         self.semantic = SemanticSegmenter.from_file(model, engine=engine, device=device, threads=threads,
                                                     label_upsampling=label_upsampling, **engine_options)
@@ -82,7 +81,9 @@ class Segmentor:
 
     # -- configuration ----------------------------------------------------------------
     def set_foreground_classes(self, classes: Optional[Sequence]) -> None:
-        """Classes that make up ``mask``: names or ids; empty/None means every class but 0."""
+        """Classes that make up ``mask``: names or ids; empty/None means the model's own choice
+        (metadata ``foreground_classes``), else every class but 0."""
+        classes = classes or self.contract.extra.get("foreground_classes")
         if classes:
             self.foreground_ids = self.contract.class_ids(list(classes))
         else:

@@ -160,11 +160,33 @@ def test_lighting_tool_reports_every_shift_off_and_on(tiny_set, tmp_path):
     assert set(report["summary"]) == {"on", "naive"}
 
 
-def test_missing_default_model_is_a_clear_error(tiny_set, monkeypatch, tmp_path):
+def test_lighting_tool_scores_conditioning_on_and_off(tmp_path, tiny_set):
     _, images, labels, _, _ = tiny_set
-    monkeypatch.setenv("OPENPIXEL_MODEL_DIR", str(tmp_path / "empty"))
-    with pytest.raises(SystemExit, match="default model"):
-        eval_main(["semantic", "--images", str(images), "--labels", str(labels)])
+    model = tmp_path / "conditioned.onnx"
+    linear_classifier(model, WEIGHTS, [0.0, 0.0, 0.0], classes=["red", "green", "blue"], conditioning_size=10)
+    out = tmp_path / "lighting.json"
+    assert eval_main(["lighting", "--images", str(images), "--labels", str(labels), "--model", str(model),
+                      "--limit", "2", "--conditioning", "--no-baseline", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["modes"] == ["off", "on", "cond", "on_cond"]
+    assert set(report["summary"]) == {"on", "cond", "on_cond"}
+    for entry in [report["clean"], *report["shifts"].values()]:
+        # the model adds the vector's first value to every class score: argmax (and mIoU) unchanged
+        assert entry["miou_cond"] == pytest.approx(entry["miou_off"], abs=1e-9)
+        assert entry["miou_on_cond"] == pytest.approx(entry["miou_on"], abs=1e-9)
+    plain = tmp_path / "plain.onnx"
+    linear_classifier(plain, WEIGHTS, [0.0, 0.0, 0.0], classes=["red", "green", "blue"])
+    with pytest.raises(SystemExit, match="no conditioning input"):
+        eval_main(["lighting", "--images", str(images), "--labels", str(labels), "--model", str(plain),
+                   "--conditioning"])
+
+
+def test_missing_model_is_a_clear_error(tiny_set, tmp_path, capsys):
+    _, images, labels, _, _ = tiny_set
+    assert eval_main(["semantic", "--images", str(images), "--labels", str(labels),
+                      "--model", str(tmp_path / "nowhere.onnx")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nowhere.onnx" in err and len(err.splitlines()) == 1
 
 
 def test_shifts_are_seeded_and_repeatable():

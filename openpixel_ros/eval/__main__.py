@@ -29,7 +29,12 @@ def main(argv=None) -> int:
     tool_parser = argparse.ArgumentParser(prog=f"python -m openpixel_ros.eval {argv[0]}",
                                           description=TOOLS[argv[0]][1])
     module.add_arguments(tool_parser)
-    return int(module.run(tool_parser.parse_args(argv[1:])) or 0)
+    args = tool_parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except (OSError, ValueError, RuntimeError) as exc:  # EngineError and ContractError are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

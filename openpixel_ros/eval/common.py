@@ -217,14 +217,13 @@ def add_data_arguments(parser) -> None:
 
 
 def resolve_model_path(model) -> Path:
-    """``model`` or the node's default model; SystemExit with a clear message when neither exists."""
-    if model:
-        return Path(model)
+    """``model`` (a path or a model name), or the node's default model; SystemExit with a clear
+    message when it is unavailable."""
     try:
-        from ..default_model import default_model_path
-        return default_model_path()
+        from ..default_model import resolve_model
+        return resolve_model(model)
     except (ImportError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: no --model given and the default model is unavailable ({exc})") from None
+        raise SystemExit(f"error: model {model or 'default'} is unavailable ({exc})") from None
 
 
 def load_segmenter(args):

@@ -35,6 +35,10 @@ def add_arguments(parser) -> None:
                         help="the adaptation scored as 'on' (default: %(default)s)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the naive baseline columns (faster)")
+    parser.add_argument("--conditioning", action="store_true",
+                        help="for models with a conditioning input, also score 'cond' (frame as is, the "
+                             "adaptation's conditioning vector) and 'on_cond' (corrected frame and its vector, "
+                             "what the node does); the other modes feed zeros (no conditioning)")
     parser.add_argument("--shifts", help="comma-separated shift names (default: all of "
                                          f"{', '.join(SHIFTS)}; extra: {', '.join(EXTRA_SHIFTS)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noisy shifts (default: 0)")
@@ -102,14 +106,20 @@ def run(args) -> int:
     segmenter = load_segmenter(args)
     class_map = class_map_for(args, segmenter.contract.classes)
     overrides = _config_overrides(args.set)
-    adapters = {"on": LightingAdapter(AdaptationConfig(**{**overrides, "mode": args.adaptation}))}
+    # mode -> (adapter whose output frame is scored, or None for the frame as is; feed its vector?)
+    adaptive = AdaptationConfig(**{**overrides, "mode": args.adaptation})
+    modes = {"off": (None, False), "on": (LightingAdapter(adaptive), False)}
     if not args.no_baseline:
-        adapters["naive"] = LightingAdapter(AdaptationConfig(mode="naive"))
-    modes = ["off", *adapters]
+        modes["naive"] = (LightingAdapter(AdaptationConfig(mode="naive")), False)
+    if args.conditioning:
+        if segmenter.contract.conditioning is None:
+            raise SystemExit("error: --conditioning: the model has no conditioning input")
+        modes["cond"] = (LightingAdapter(AdaptationConfig(**{**overrides, "enabled": False})), True)
+        modes["on_cond"] = (LightingAdapter(adaptive), True)
     conditions = ["clean", *names]
     matrices = {cond: {m: ConfusionMatrix(class_map.num_classes, class_map.ignore_index) for m in modes}
                 for cond in conditions}
-    active_frames = {cond: {m: 0 for m in adapters} for cond in conditions}
+    active_frames = {cond: {m: 0 for m in modes if m != "off"} for cond in conditions}
     start = time.monotonic()
     for i, (stem, image_path, label_path) in enumerate(pairs):
         rgb, gt = load_rgb(image_path), load_labels(label_path)
@@ -117,24 +127,28 @@ def run(args) -> int:
             frame = rgb if cond == "clean" else all_shifts[cond](rgb, shift_rng(args.seed, stem, cond))
             off = class_map.apply(segmenter.infer(frame).labels)
             matrices[cond]["off"].update(gt, off)
-            for mode, adapter in adapters.items():
+            for mode, (adapter, conditioned) in modes.items():
+                if adapter is None:
+                    continue
                 adapter.reset()
                 adapted, state = adapter.process(frame)
-                if adapted is frame:  # untouched: the prediction is the "off" one
+                if adapted is not frame:
+                    active_frames[cond][mode] += 1
+                if adapted is frame and not conditioned:  # untouched: the prediction is the "off" one
                     pred = off
                 else:
-                    active_frames[cond][mode] += 1
-                    pred = class_map.apply(segmenter.infer(adapted).labels)
+                    vector = adapter.conditioning_vector(state) if conditioned else None
+                    pred = class_map.apply(segmenter.infer(adapted, vector).labels)
                 matrices[cond][mode].update(gt, pred)
         progress(f"[{i + 1}/{len(pairs)}] {stem}  {time.monotonic() - start:.0f} s")
     results = {cond: {**_entry(matrices[cond], class_map.target_classes),
-                      "frames_adapted": {m: active_frames[cond][m] for m in adapters}}
+                      "frames_adapted": dict(active_frames[cond])}
                for cond in conditions}
     clean = results.pop("clean")
     report = {
         "tool": "lighting", "model": str(args.model or "default"), "engine": args.engine,
         "class_map": class_map.name, "images": len(pairs), "adaptation": args.adaptation,
-        "config_overrides": overrides, "seed": args.seed,
+        "config_overrides": overrides, "seed": args.seed, "modes": list(modes),
         "clean": clean, "shifts": results, "summary": _summary(clean, results, modes),
         "seconds": round(time.monotonic() - start, 1),
     }

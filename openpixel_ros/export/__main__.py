@@ -1,7 +1,11 @@
 """``python -m openpixel_ros.export``: checkpoint -> ONNX, and/or ONNX -> TensorRT engine.
 
     python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx [--height H --width W | --dynamic]
+    python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx --variants int8,fp16 --calib-images DIR
     python -m openpixel_ros.export --onnx X.onnx --engine X.engine --precision fp16 [--calib-images DIR] [--workspace MB]
+
+``--variants`` writes ``X.int8.encoder.onnx`` (ONNX Runtime static quantization calibrated on
+``--calib-images``) and/or ``X.fp16.encoder.onnx`` beside the FP32 encoder.
 
 Given both ``--checkpoint`` and ``--engine``, it exports the ONNX file first, then builds
 the engine from it. torch is imported only for the checkpoint step and TensorRT only
@@ -22,9 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=None, help="fixed input height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="fixed input width (default: the model's)")
     p.add_argument("--dynamic", action="store_true", help="export dynamic height/width")
+    p.add_argument("--variants", default="",
+                   help="comma-separated reduced-precision ONNX encoders to write beside the FP32 one: "
+                        "int8 (ONNX Runtime static quantization, calibrated on --calib-images) and/or fp16")
+    p.add_argument("--calib-count", type=int, default=64, help="INT8 calibration images used (default: 64)")
     p.add_argument("--engine", help="TensorRT engine file to build from --onnx")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
-    p.add_argument("--calib-images", help="folder of images for INT8 calibration")
+    p.add_argument("--calib-images", help="folder of images for INT8 calibration (ONNX Runtime and TensorRT)")
     p.add_argument("--calib-cache", help="INT8 calibration cache file (default: <engine>.calib)")
     p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MB")
     p.add_argument("--timing-cache", help="TensorRT timing cache file (default: <engine dir>/timing.cache)")
@@ -38,14 +46,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.checkpoint and not args.engine:
-        print("error: give --checkpoint (export ONNX) and/or --engine (build TensorRT)", file=sys.stderr)
+    variants = [v for v in args.variants.split(",") if v]
+    if not (args.checkpoint or args.engine or variants):
+        print("error: give --checkpoint (export ONNX), --variants (INT8/FP16 ONNX) and/or --engine (build TensorRT)",
+              file=sys.stderr)
+        return 2
+    unknown = sorted(set(variants) - {"int8", "fp16"})
+    if unknown:
+        print(f"error: unknown --variants {', '.join(unknown)} (known: int8, fp16)", file=sys.stderr)
+        return 2
+    if "int8" in variants and not args.calib_images:
+        print("error: --variants int8 needs --calib-images (a folder of training images)", file=sys.stderr)
         return 2
     if args.checkpoint:
         from .onnx_export import run_cli as export_onnx
         rc = export_onnx(args)
         if rc:
             return rc
+    if variants:
+        from .quantize import convert_fp16, quantize_int8
+        try:
+            for variant in variants:
+                path = (quantize_int8(args.onnx, args.calib_images, count=args.calib_count)
+                        if variant == "int8" else convert_fp16(args.onnx))
+                print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {variant})")
+        except (ValueError, OSError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if args.engine:
         from .tensorrt import run_cli as build_engine
         return build_engine(args)

@@ -137,7 +137,9 @@ def encoder_contract(config, info, height: Optional[int], width: Optional[int], 
                         scale=1.0 / 255.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="stretch"),
         output=OutputSpec(name="logits", kind="logits"), classes=classes, colors=colors,
         conditioning=conditioning,
-        extra={"prompt_decoder": decoder_file, "features": ["features_s4", "features_s8"]})
+        extra={"prompt_decoder": decoder_file, "features": ["features_s4", "features_s8"],
+               **({"foreground_classes": list(info.foreground_classes)}
+                  if getattr(info, "foreground_classes", None) else {})})
 
 
 def decoder_metadata(config, height: Optional[int], width: Optional[int], encoder_file: str) -> dict:

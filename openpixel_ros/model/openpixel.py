@@ -187,6 +187,7 @@ class ModelInfo:
     colors: list = field(default_factory=list)
     input_height: int = 360
     input_width: int = 480
+    foreground_classes: list = field(default_factory=list)  # the ~/mask classes when none are configured
 
 
 def load_checkpoint_model(path, map_location="cpu"):

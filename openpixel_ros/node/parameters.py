@@ -38,8 +38,9 @@ def _nonempty_topic(value):
 
 NODE_PARAMETERS = (
     # -- model and engine (start-up only) --
-    ParamSpec("model_path", "", "ONNX model (or TensorRT .engine). Empty: the package's default model "
-              "(MediaPipe selfie segmentation, classes background/person).", read_only=True),
+    ParamSpec("model_path", "", "ONNX model (or TensorRT .engine), or a model name: openpixel_road, "
+              "openpixel_road.int8 or selfie. Empty: the package's default model (OpenPixel road: 11 CamVid "
+              "classes, shipped in the package).", read_only=True),
     ParamSpec("engine", "onnxruntime", "Inference backend.", read_only=True,
               choices=("onnxruntime", "tensorrt")),
     ParamSpec("device", "cpu", "cpu, cuda or cuda:N (ONNX Runtime needs onnxruntime-gpu for cuda; "
@@ -72,8 +73,9 @@ NODE_PARAMETERS = (
               choices=("reliable", "best_effort")),
     ParamSpec("output_qos.depth", 1, "Depth of the output publishers.", read_only=True, min=1, max=100),
     # -- outputs (changeable at run time) --
-    ParamSpec("foreground_classes", [""], "Class names or ids that make up ~/mask. [''] = every class "
-              "except class 0 (background)."),
+    ParamSpec("foreground_classes", [""], "Class names or ids that make up ~/mask. [''] = the model's own "
+              "choice (metadata foreground_classes; the default model: Car, Pedestrian, Bicyclist), else every "
+              "class except class 0."),
     ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min=0.0, max=1.0),
     ParamSpec("label_upsampling", "bilinear", "How logits return to the frame's size: bilinear (upsample "
               "scores, then argmax; smooth edges) or nearest (argmax, then upsample labels; cheaper).",
