@@ -31,7 +31,7 @@ setup(
         "console_scripts": [
             "openpixel_node = openpixel_ros.node.openpixel_node:main",
             "camera_publisher = openpixel_ros.node.camera_publisher:main",
-            "openpixel_demo = openpixel_ros.demo:main",
+            "openpixel_demo = openpixel_ros.node.demo:main",
             "openpixel_fetch_model = openpixel_ros.default_model:main",
         ],
     },
