@@ -21,7 +21,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .engines.base import EngineError
+from .errors import EngineError
 from .model_contract import ModelContract
 
 

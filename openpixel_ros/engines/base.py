@@ -13,11 +13,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..errors import EngineError  # noqa: F401  (engines raise it; defined below so model_io can too)
 from ..model_contract import ModelContract, load_contract
-
-
-class EngineError(RuntimeError):
-    """A model could not be loaded or run. The message is one line, fit for a log."""
 
 
 @dataclass(frozen=True)
