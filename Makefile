@@ -1,4 +1,4 @@
-# The two commands of the README. Both set up .venv (wheels, interfaces, the default model) first;
+# The two commands of the README. Both set up .venv (wheels, interfaces) first; the default model ships in the package;
 # scripts/bootstrap.sh is idempotent and returns in about a second once everything is in place.
 # Every ROS process they start keeps discovery on localhost (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)
 # on a private, random ROS_DOMAIN_ID.
@@ -10,7 +10,6 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_shm.xml
 
 setup:
 	bash scripts/bootstrap.sh
-	.venv/bin/openpixel_fetch_model
 
 demo: setup
 	.venv/bin/openpixel_demo

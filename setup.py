@@ -17,7 +17,7 @@ setup(
     # hook, so the source tree and the CMake-generated openpixel_ros.msg/.srv merge (extend_path).
     package_dir={"": "."},
     packages=find_packages(include=["openpixel_ros", "openpixel_ros.*"]),
-    package_data={"openpixel_ros": ["py.typed"]},
+    package_data={"openpixel_ros": ["py.typed", "models/*.onnx", "models/*.json", "models/*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/openpixel_ros"]),
         ("share/openpixel_ros", ["package.xml"]),
@@ -31,8 +31,8 @@ setup(
         "console_scripts": [
             "openpixel_node = openpixel_ros.node.openpixel_node:main",
             "camera_publisher = openpixel_ros.node.camera_publisher:main",
-            "openpixel_demo = openpixel_ros.demo:main",
-            "openpixel_fetch_model = openpixel_ros.default_model:main",
+            "openpixel_demo = openpixel_ros.node.demo:main",
+            "openpixel_fetch_model = openpixel_ros.selfie_model:main",
         ],
     },
 )

@@ -74,7 +74,8 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         deeplab = None
         if pretrained:
-            from openpixel_ros.model.deeplab import INPUT_SIZE, deeplab_from_tflite, export_deeplab_onnx
+            from openpixel_ros.export.deeplab import export_deeplab_onnx
+            from openpixel_ros.model.deeplab import INPUT_SIZE, deeplab_from_tflite
             deeplab = deeplab_from_tflite(DEEPLAB_TFLITE)
             results["deeplab"] = {"parameters": parameter_count(deeplab), "sizes": {}}
             native = tmp / "deeplab_257.onnx"

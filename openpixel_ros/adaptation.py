@@ -19,7 +19,7 @@ Per frame, :class:`LightingAdapter` does
    A well-exposed frame is returned unchanged: the very same array.
 5. **Conditioning** (:meth:`LightingAdapter.conditioning_vector`): the score and
    statistics as a float32 vector for models that declare a conditioning input
-   (layout in :data:`CONDITIONING_LAYOUT`). Nothing rewrites weights at run time.
+   (layout: :data:`openpixel_ros.model_contract.CONDITIONING_LAYOUT`). Nothing rewrites weights at run time.
 
 ``mode="naive"`` is the baseline the adaptive mode is measured against: adapt
 only when mean luminance or entropy leaves daylight's range, then gamma towards
@@ -35,25 +35,13 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
+from .model_contract import CONDITIONING_LAYOUT, CONDITIONING_SIZE  # noqa: F401  (the vector this module fills)
+
 #: Luminance at or below this 8-bit level counts as clipped dark.
 CLIP_DARK_LEVEL = 4
 #: Luminance at or above this 8-bit level counts as clipped bright.
 CLIP_BRIGHT_LEVEL = 251
 
-#: The conditioning vector, index by index. Stable: models are trained on it.
-CONDITIONING_LAYOUT = (
-    "score_smoothed",    # 0: smoothed score in [0, 1], what drives the correction
-    "score",             # 1: this frame's score in [0, 1]
-    "entropy",           # 2: luminance entropy / 8 bits, [0, 1]
-    "mean_luminance",    # 3: [0, 1]
-    "contrast",          # 4: 2 x luminance standard deviation, [0, 1]
-    "clipped_dark",      # 5: fraction of pixels <= CLIP_DARK_LEVEL
-    "clipped_bright",    # 6: fraction of pixels >= CLIP_BRIGHT_LEVEL
-    "dark_level",        # 7: 1st luminance percentile, [0, 1]
-    "noise",             # 8: estimated noise sigma / 16 levels, clipped to [0, 1] (0 while inactive)
-    "strength",          # 9: correction strength applied to the frame, [0, 1] (0: untouched)
-)
-CONDITIONING_SIZE = len(CONDITIONING_LAYOUT)
 
 MODES = ("adaptive", "naive")
 

@@ -18,6 +18,22 @@ import numpy as np
 FORMAT = "openpixel-model/1"
 METADATA_KEY = "openpixel"
 
+#: The conditioning input's vector, index by index (what :class:`openpixel_ros.adaptation.LightingAdapter`
+#: fills). Stable: models are trained on it.
+CONDITIONING_LAYOUT = (
+    "score_smoothed",    # 0: smoothed score in [0, 1], what drives the correction
+    "score",             # 1: this frame's score in [0, 1]
+    "entropy",           # 2: luminance entropy / 8 bits, [0, 1]
+    "mean_luminance",    # 3: [0, 1]
+    "contrast",          # 4: 2 x luminance standard deviation, [0, 1]
+    "clipped_dark",      # 5: fraction of pixels <= adaptation.CLIP_DARK_LEVEL
+    "clipped_bright",    # 6: fraction of pixels >= adaptation.CLIP_BRIGHT_LEVEL
+    "dark_level",        # 7: 1st luminance percentile, [0, 1]
+    "noise",             # 8: estimated noise sigma / 16 levels, clipped to [0, 1] (0 while inactive)
+    "strength",          # 9: correction strength applied to the frame, [0, 1] (0: untouched)
+)
+CONDITIONING_SIZE = len(CONDITIONING_LAYOUT)
+
 
 class ContractError(ValueError):
     """The model's metadata is missing, malformed or disagrees with the graph."""

@@ -5,9 +5,10 @@
     r = seg.infer(frame, clicks=[(x, y, 1), ...])     # frame: HxWx3 uint8, RGB (color_order="bgr" for OpenCV frames)
     r.labels, r.mask, r.score, r.timings
 
-Frame -> lighting adaptation -> engine -> post-processing. The ROS node holds
-one Segmentor and calls :meth:`Segmentor.segment` on every camera frame, so the
-two give identical results on the same frame.
+Frame -> lighting adaptation -> :meth:`SemanticSegmenter.infer` (engine and
+post-processing). The ROS node holds one Segmentor and calls
+:meth:`Segmentor.segment` on every camera frame, so the two give identical
+results on the same frame.
 """
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .semantic import SemanticSegmenter, downscale
-from .visualize import foreground_mask
+from .semantic import SemanticSegmenter
 
 
 @dataclass
@@ -83,11 +83,11 @@ class Segmentor:
     def set_foreground_classes(self, classes: Optional[Sequence]) -> None:
         """Classes that make up ``mask``: names or ids; empty/None means the model's own choice
         (metadata ``foreground_classes``), else every class but 0."""
-        classes = classes or self.contract.extra.get("foreground_classes")
-        if classes:
-            self.foreground_ids = self.contract.class_ids(list(classes))
-        else:
-            self.foreground_ids = list(range(1, self.contract.num_classes))
+        self.semantic.set_foreground_classes(classes)
+
+    @property
+    def foreground_ids(self) -> list:
+        return self.semantic.foreground_ids
 
     @property
     def prompt_engine(self):
@@ -117,15 +117,7 @@ class Segmentor:
         """
         if self.adapter is None:
             return rgb, None, None
-        spec = self.contract.input
-        h, w = rgb.shape[:2]
-        in_h, in_w = self.semantic.input_size((h, w))
-        if in_h < h and in_w < w:
-            if spec.resize == "letterbox":
-                scale = min(in_h / h, in_w / w)
-                in_h, in_w = max(1, round(h * scale)), max(1, round(w * scale))
-            rgb = downscale(rgb, in_w, in_h)
-        adapted, state = self.adapter.process(rgb)
+        adapted, state = self.adapter.process(self.semantic.model_input.shrink_for_model(rgb))
         vector = self.adapter.conditioning_vector(state) if self.contract.conditioning else None
         return adapted, state, vector
 
@@ -134,14 +126,10 @@ class Segmentor:
         t0 = time.perf_counter()
         adapted, state, vector = self.adapt(rgb)
         t1 = time.perf_counter()
-        out, geom, timings = self.semantic.run_model(adapted, vector)
-        t2 = time.perf_counter()
-        labels = self.semantic.labels_from_output(out, geom, rgb.shape[:2])
-        mask = foreground_mask(labels, self.foreground_ids)
-        score = _confidence(out, self.contract.output.kind)
-        timings.update(adaptation_ms=(t1 - t0) * 1e3, postprocess_ms=(time.perf_counter() - t2) * 1e3)
-        return SegmentationResult(labels=labels, mask=mask, score=score, timings=timings, adaptation=state,
-                                  adapted=adapted if state is not None else None)
+        result = self.semantic.infer(adapted, vector, frame_hw=rgb.shape[:2])
+        timings = dict(result.timings, adaptation_ms=(t1 - t0) * 1e3)
+        return SegmentationResult(labels=result.labels, mask=result.mask, score=result.score, timings=timings,
+                                  adaptation=state, adapted=adapted if state is not None else None)
 
     def segment_clicks(self, rgb: np.ndarray, prompt, multimask: bool = False, key=None) -> SegmentationResult:
         """Click-prompted mask of an RGB frame; ``prompt`` is an ``interactive.ClickPrompt``.
@@ -183,15 +171,3 @@ class Segmentor:
     def close(self) -> None:
         self.semantic.engine.close()
 
-
-def _confidence(out: np.ndarray, kind: str) -> float:
-    """Mean top-class probability over the model's output grid (cheap: model resolution)."""
-    maps = np.asarray(out[0])
-    step = max(1, max(maps.shape[1:]) // 128)  # a 128-cell grid is plenty for a mean
-    maps = maps[:, ::step, ::step].astype(np.float32)
-    if kind == "probability":
-        p = maps[0]
-        return float(np.mean(np.maximum(p, 1.0 - p)))
-    m = maps.max(axis=0, keepdims=True)
-    e = np.exp(maps - m)
-    return float(np.mean(1.0 / e.sum(axis=0)))

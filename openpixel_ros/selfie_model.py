@@ -31,7 +31,7 @@ from pathlib import Path
 
 import onnx
 
-from openpixel_ros.paths import user_cache_dir
+from openpixel_ros.paths import model_dir
 from openpixel_ros.tflite.to_onnx import convert
 
 MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.21"
@@ -54,12 +54,6 @@ SELFIE_MODELS = {
         "sha256": "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
     },
 }
-
-
-def model_dir() -> Path:
-    """Where models live: ``$OPENPIXEL_MODEL_DIR``, else
-    ``${XDG_CACHE_HOME:-~/.cache}/openpixel_ros/models``."""
-    return user_cache_dir("models", "OPENPIXEL_MODEL_DIR")
 
 
 def selfie_model_path() -> Path:

@@ -1,54 +1,36 @@
-"""Semantic segmentation around an engine: image in, label image out.
+"""Semantic segmentation around an engine: image in, label image, foreground mask and confidence out.
 
-Pre-processing (resize or letterbox, colour order, normalisation, layout) and
-post-processing (upsampling back to the frame's size, argmax or threshold) are
-driven by the model's :class:`~openpixel_ros.model_contract.ModelContract`.
+The frame <-> model-input geometry (resize or letterbox, normalisation, the
+conditioning feed, cropping and upsampling back) is :class:`~openpixel_ros.model_io.ModelInput`'s;
+this module adds the semantic post-processing: argmax or threshold into class
+ids, the foreground mask and the mean confidence. :meth:`SemanticSegmenter.infer`
+is the one way a frame is segmented: :class:`~openpixel_ros.segmentor.Segmentor`
+(and so the node) calls it after lighting adaptation.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 
 from .engines import Engine, EngineError, create_engine
-from .model_contract import ContractError, ModelContract, load_contract
+from .model_contract import ContractError, ModelContract
+from .model_io import ModelInput, Placement, resize_to
+from .visualize import foreground_mask
 
 
 @dataclass
 class SemanticResult:
-    """Class ids at the frame's resolution, plus per-stage timings in milliseconds."""
+    """Class ids at the frame's resolution, the foreground mask, the mean confidence, and per-stage
+    timings in milliseconds."""
 
     labels: np.ndarray  # HxW uint8 (uint16 when there are more than 255 classes)
     timings: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """Where the frame sits inside the model input (for letterbox)."""
-
-    top: int
-    left: int
-    height: int
-    width: int
-
-
-def downscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Anti-aliased shrink, ~7x faster than INTER_AREA on large frames.
-
-    Exact halvings with INTER_LINEAR average 2x2 blocks (a box-filter pyramid); the last
-    step, by less than 2x, is bilinear. Measured here on 1080p -> 256x144: 1.0-1.6 ms
-    against 11.6 ms for INTER_AREA, mean difference from INTER_AREA under 1 grey level.
-    """
-    h, w = image.shape[:2]
-    while w >= 2 * width and h >= 2 * height:
-        w, h = w // 2, h // 2
-        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-    if (w, h) == (width, height):
-        return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    mask: Optional[np.ndarray] = None  # HxW uint8 0/255: the foreground classes
+    score: float = 0.0                 # mean top-class confidence over the model's output grid
 
 
 def label_dtype(num_classes: int):
@@ -61,29 +43,38 @@ class SemanticSegmenter:
     Thread-safety: one call at a time (the node runs inference on one worker thread).
     """
 
-    def __init__(self, engine: Engine, contract: ModelContract, label_upsampling: str = "bilinear"):
+    def __init__(self, engine: Engine, contract: ModelContract, label_upsampling: str = "bilinear",
+                 foreground_classes: Optional[Sequence] = None):
         self.engine = engine
         self.contract = contract
         if label_upsampling not in ("bilinear", "nearest"):
             raise ValueError(f"label_upsampling must be bilinear or nearest, not {label_upsampling!r}")
         self.label_upsampling = label_upsampling
         self._check_contract()
-        spec = contract.input
-        self._mean = np.asarray(spec.mean, np.float32) / np.float32(spec.scale)
-        # Fold scale and std into one multiply: x = (p - mean/scale) * (scale/std).
-        self._mul = np.float32(spec.scale) / np.asarray(spec.std, np.float32)
-        self._dtype = engine.input(spec.name).dtype
+        self.model_input = ModelInput(contract, engine.input(contract.input.name).dtype)
+        self.set_foreground_classes(foreground_classes)
 
     @classmethod
     def from_file(cls, model_path, engine: str = "onnxruntime", device: str = None, threads: int = 0,
-                  label_upsampling: str = "bilinear", **engine_options) -> "SemanticSegmenter":
+                  label_upsampling: str = "bilinear", contract: Optional[ModelContract] = None,
+                  **engine_options) -> "SemanticSegmenter":
+        """Load ``model_path`` on the engine called ``engine``. ``contract`` stands in for the metadata
+        of a model file that has none (see :meth:`Engine.model_contract`)."""
         eng = create_engine(engine, model_path, device=device, threads=threads, **engine_options)
         try:
-            contract = load_contract(model_path, eng.metadata)
-            return cls(eng, contract, label_upsampling=label_upsampling)
+            return cls(eng, eng.model_contract(model_path, contract), label_upsampling=label_upsampling)
         except Exception:
             eng.close()
             raise
+
+    def set_foreground_classes(self, classes: Optional[Sequence]) -> None:
+        """Classes that make up ``mask``: names or ids; empty/None means the model's own choice
+        (metadata ``foreground_classes``), else every class but 0."""
+        classes = classes or self.contract.extra.get("foreground_classes")
+        if classes:
+            self.foreground_ids = self.contract.class_ids(list(classes))
+        else:
+            self.foreground_ids = list(range(1, self.contract.num_classes))
 
     # -- validation -------------------------------------------------------------------
     def _check_contract(self) -> None:
@@ -126,86 +117,52 @@ class SemanticSegmenter:
     # -- pre-processing -----------------------------------------------------------------
     def input_size(self, frame_hw) -> tuple:
         """Model input (height, width) for a frame of ``frame_hw``; dynamic dims take the frame's."""
-        h = self.contract.input.height or frame_hw[0]
-        w = self.contract.input.width or frame_hw[1]
-        return int(h), int(w)
+        return self.model_input.input_size(frame_hw)
 
     def preprocess(self, rgb: np.ndarray):
-        """RGB uint8 HxWx3 -> (model input tensor, geometry of the frame inside it)."""
-        spec = self.contract.input
-        h, w = rgb.shape[:2]
-        in_h, in_w = self.input_size((h, w))
-        if spec.resize == "letterbox" and (in_h, in_w) != (h, w):
-            s = min(in_h / h, in_w / w)
-            rh, rw = max(1, round(h * s)), max(1, round(w * s))
-            top, left = (in_h - rh) // 2, (in_w - rw) // 2
-            canvas = np.zeros((in_h, in_w, 3), np.uint8)
-            canvas[top:top + rh, left:left + rw] = downscale(rgb, rw, rh)
-            resized, geom = canvas, _Geometry(top, left, rh, rw)
-        else:
-            resized = downscale(rgb, in_w, in_h) if (in_h, in_w) != (h, w) else rgb
-            geom = _Geometry(0, 0, in_h, in_w)
-        if spec.color_order == "bgr":
-            resized = resized[..., ::-1]
-        x = (resized.astype(np.float32) - self._mean) * self._mul
-        if spec.layout == "NCHW":
-            x = x.transpose(2, 0, 1)
-        return np.ascontiguousarray(x[None], dtype=self._dtype), geom
+        """RGB uint8 HxWx3 -> (model input tensor, :class:`Placement` of the frame inside it)."""
+        return self.model_input.tensor(rgb)
 
     # -- inference ----------------------------------------------------------------------
     def run_model(self, rgb: np.ndarray, conditioning: Optional[np.ndarray] = None):
-        """Pre-process and run the engine. Returns (raw output [1,C,h,w], geometry, timings)."""
+        """Pre-process and run the engine. Returns (raw output [1,C,h,w], placement, timings)."""
         t0 = time.perf_counter()
-        tensor, geom = self.preprocess(rgb)
-        feeds = {self.contract.input.name: tensor}
-        if self.contract.conditioning:
-            size = self.contract.conditioning.size
-            vec = np.zeros((1, size), np.float32) if conditioning is None else \
-                np.asarray(conditioning, np.float32).reshape(1, -1)
-            if vec.shape[1] != size:
-                raise EngineError(f"conditioning vector has {vec.shape[1]} values, model expects {size}")
-            feeds[self.contract.conditioning.name] = vec
+        feeds, placement = self.model_input.feeds(rgb, conditioning)
         t1 = time.perf_counter()
         out = self.engine.run(feeds)[self.contract.output.name]
         t2 = time.perf_counter()
-        return out, geom, {"preprocess_ms": (t1 - t0) * 1e3, "engine_ms": (t2 - t1) * 1e3}
+        return out, placement, {"preprocess_ms": (t1 - t0) * 1e3, "engine_ms": (t2 - t1) * 1e3}
 
-    def infer(self, rgb: np.ndarray, conditioning: Optional[np.ndarray] = None) -> SemanticResult:
-        """Label image at the frame's resolution for an RGB uint8 frame."""
+    def infer(self, rgb: np.ndarray, conditioning: Optional[np.ndarray] = None, frame_hw=None) -> SemanticResult:
+        """Labels, foreground mask and confidence for an RGB uint8 frame.
+
+        ``frame_hw``: the size of the results when ``rgb`` is a shrunk copy of the camera frame
+        (lighting adaptation runs at the model's size); default ``rgb``'s own size.
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
             raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {rgb.dtype} {rgb.shape}")
-        out, geom, timings = self.run_model(rgb, conditioning)
+        out, placement, timings = self.run_model(rgb, conditioning)
         t0 = time.perf_counter()
-        labels = self.labels_from_output(out, geom, rgb.shape[:2])
+        labels = self.labels_from_output(out, placement, frame_hw or rgb.shape[:2])
+        mask = foreground_mask(labels, self.foreground_ids)
+        score = confidence(out, self.contract.output.kind)
         timings["postprocess_ms"] = (time.perf_counter() - t0) * 1e3
-        return SemanticResult(labels=labels, timings=timings)
+        return SemanticResult(labels=labels, timings=timings, mask=mask, score=score)
 
     # -- post-processing ----------------------------------------------------------------
-    def labels_from_output(self, out: np.ndarray, geom: _Geometry, frame_hw) -> np.ndarray:
+    def labels_from_output(self, out: np.ndarray, placement: Placement, frame_hw) -> np.ndarray:
         """Crop the letterbox, upsample to ``frame_hw`` and turn scores into class ids."""
         out = np.asarray(out)
         if out.ndim != 4 or out.shape[0] != 1:
             raise EngineError(f"model output has shape {out.shape}, expected [1,C,h,w]")
-        maps = out[0]
-        in_h, in_w = self.input_size(frame_hw)
-        oh, ow = maps.shape[1:]
-        # Output may be a downsampled grid of the input: map the letterbox crop onto it.
-        sy, sx = oh / in_h, ow / in_w
-        y0, x0 = int(round(geom.top * sy)), int(round(geom.left * sx))
-        y1, x1 = int(round((geom.top + geom.height) * sy)), int(round((geom.left + geom.width) * sx))
-        maps = maps[:, y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+        maps = ModelInput.crop(out[0], placement)
         H, W = frame_hw
         dtype = label_dtype(self.contract.num_classes)
         if self.contract.output.kind == "probability":
-            prob = maps[0].astype(np.float32, copy=False)
-            if prob.shape != (H, W):
-                prob = cv2.resize(prob, (W, H), interpolation=cv2.INTER_LINEAR)
+            prob = resize_to(maps[0].astype(np.float32, copy=False), (H, W), cv2.INTER_LINEAR)
             return (prob > 0.5).astype(dtype)
         if self.label_upsampling == "nearest" or maps.shape[0] > 512:
-            labels = np.argmax(maps, axis=0).astype(dtype)
-            if labels.shape != (H, W):
-                labels = cv2.resize(labels, (W, H), interpolation=cv2.INTER_NEAREST)
-            return labels
+            return resize_to(np.argmax(maps, axis=0).astype(dtype), (H, W), cv2.INTER_NEAREST)
         if maps.shape[1:] == (H, W):
             return np.argmax(maps, axis=0).astype(dtype)
         scores = cv2.resize(np.ascontiguousarray(maps.transpose(1, 2, 0), dtype=np.float32), (W, H),
@@ -213,3 +170,16 @@ class SemanticSegmenter:
         if scores.ndim == 2:  # cv2 drops a single channel axis
             scores = scores[..., None]
         return np.argmax(scores, axis=2).astype(dtype)
+
+
+def confidence(out: np.ndarray, kind: str) -> float:
+    """Mean top-class probability over the model's output grid (cheap: model resolution)."""
+    maps = np.asarray(out[0])
+    step = max(1, max(maps.shape[1:]) // 128)  # a 128-cell grid is plenty for a mean
+    maps = maps[:, ::step, ::step].astype(np.float32)
+    if kind == "probability":
+        p = maps[0]
+        return float(np.mean(np.maximum(p, 1.0 - p)))
+    m = maps.max(axis=0, keepdims=True)
+    e = np.exp(maps - m)
+    return float(np.mean(1.0 / e.sum(axis=0)))

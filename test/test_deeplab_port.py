@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 skimage_data = pytest.importorskip("skimage.data")
 
-from openpixel_ros.model.deeplab import VOC_CLASSES, deeplab_from_tflite, main as deeplab_main  # noqa: E402
+from openpixel_ros.export.deeplab import main as deeplab_main  # noqa: E402
+from openpixel_ros.model.deeplab import VOC_CLASSES, deeplab_from_tflite  # noqa: E402
 from openpixel_ros.model.tflite_weights import TFLiteGraphWalker, WeightMappingError  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -45,7 +46,7 @@ def port():
 
 @pytest.fixture(scope="module")
 def onnx_model(port, tmp_path_factory):
-    from openpixel_ros.model.deeplab import export_deeplab_onnx
+    from openpixel_ros.export.deeplab import export_deeplab_onnx
     path = tmp_path_factory.mktemp("deeplab") / "deeplab.onnx"
     export_deeplab_onnx(DEEPLAB, path)
     return path

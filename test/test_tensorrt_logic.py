@@ -24,10 +24,10 @@ from openpixel_ros.engines import EngineError, TensorSpec, create_engine
 from openpixel_ros.engines.cuda_buffers import (BufferPlan, check_in_profile, numpy_dtype, plan_buffers,
                                                 resolve_shape, total_nbytes)
 from openpixel_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-from openpixel_ros.engines.tensorrt_build import (DEFAULT_MAX_HW, DEFAULT_MIN_HW, DEFAULT_OPT_HW, CalibrationBatches,
-                                                  calibration_fingerprint, image_axes, list_calibration_images,
-                                                  onnx_io_specs, parse_dims, parse_hw, parse_tensor_profile,
-                                                  plan_profiles, prepare_build)
+from openpixel_ros.engines.tensorrt_plan import (DEFAULT_MAX_HW, DEFAULT_MIN_HW, DEFAULT_OPT_HW, CalibrationBatches,
+                                                 calibration_fingerprint, image_axes, list_calibration_images,
+                                                 onnx_io_specs, parse_dims, parse_hw, parse_tensor_profile,
+                                                 plan_profiles, prepare_build)
 from openpixel_ros.engines.tensorrt_cache import (BuildSettings, RuntimeIdentity, TensorProfile, cache_key,
                                                   cached_engine_path, engine_cache_dir, file_sha256, make_manifest,
                                                   manifest_path, read_manifest, runtime_mismatches, stale_reasons,

@@ -14,7 +14,7 @@ import skimage.data
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
-from openpixel_ros import default_model
+from openpixel_ros import selfie_model
 from openpixel_ros.tflite.__main__ import main as cli_main
 from openpixel_ros.tflite.to_onnx import convert, same_pads
 
@@ -31,12 +31,12 @@ TRT_FRIENDLY_OPS = {"Conv", "ConvTranspose", "Add", "Mul", "Relu", "Clip", "Tanh
 def mediapipe_wheel(tmp_path_factory) -> Path:
     """The mediapipe wheel: the one openpixel_fetch_model keeps, else one pip download per
     test session (skipped when PyPI cannot be reached)."""
-    cached = default_model.model_dir() / "downloads" / default_model.WHEEL_FILENAME
+    cached = selfie_model.model_dir() / "downloads" / selfie_model.WHEEL_FILENAME
     if cached.is_file():
         return cached
     downloads = tmp_path_factory.getbasetemp() / "mediapipe_downloads"
     try:
-        return default_model.download_wheel(downloads)
+        return selfie_model.download_wheel(downloads)
     except RuntimeError as exc:
         pytest.skip(f"no cached mediapipe wheel and PyPI unreachable: {exc}")
 
@@ -48,7 +48,7 @@ def selfie_models(request, tmp_path_factory) -> dict:
     if all((shared / f"{name}.tflite").is_file() for name in SELFIE_NAMES):
         return {name: shared / f"{name}.tflite" for name in SELFIE_NAMES}
     wheel = request.getfixturevalue("mediapipe_wheel")
-    return default_model.extract_selfie_tflite(wheel, tmp_path_factory.mktemp("selfie"))
+    return selfie_model.extract_selfie_tflite(wheel, tmp_path_factory.mktemp("selfie"))
 
 
 def real_images() -> list:
@@ -87,7 +87,7 @@ def model_input(image: np.ndarray, height: int, width: int, low: float, high: fl
 @pytest.mark.parametrize("name", SELFIE_NAMES)
 def test_selfie_masks_match_interpreter_on_real_images(name, selfie_models):
     path = selfie_models[name]
-    height, width = (default_model.SELFIE_MODELS[name][k] for k in ("height", "width"))
+    height, width = (selfie_model.SELFIE_MODELS[name][k] for k in ("height", "width"))
     worst_agreement, worst_diff = 1.0, 0.0
     for label, image in real_images():
         reference, output = run_both(path, model_input(image, height, width, 0.0, 1.0))

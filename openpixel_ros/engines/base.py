@@ -1,21 +1,20 @@
 """The engine interface: a named-tensor runner, nothing more.
 
 An engine knows tensors, not images. Pre- and post-processing live in
-:mod:`openpixel_ros.semantic` (label images) and :mod:`openpixel_ros.interactive`
-(click prompts), so ONNX Runtime, TensorRT or any other backend only has to
-implement :class:`Engine`.
+:mod:`openpixel_ros.model_io` (frame <-> model input), :mod:`openpixel_ros.semantic`
+(label images) and :mod:`openpixel_ros.interactive` (click prompts), so ONNX
+Runtime, TensorRT or any other backend only has to implement :class:`Engine`.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-
-class EngineError(RuntimeError):
-    """A model could not be loaded or run. The message is one line, fit for a log."""
+from ..errors import EngineError  # noqa: F401  (engines raise it; defined below so model_io can too)
+from ..model_contract import ModelContract, load_contract
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,11 @@ class Engine(ABC):
     def metadata(self) -> Mapping[str, str]:
         """Free-form key/value metadata embedded in the model file (may be empty)."""
         return {}
+
+    def model_contract(self, model_path, given: Optional[ModelContract] = None) -> ModelContract:
+        """The contract of the model this engine runs: ``given``, else the file's sidecar JSON or
+        embedded metadata. A backend for files that carry none (opencv-dnn) derives it instead."""
+        return given if given is not None else load_contract(model_path, self.metadata)
 
     @property
     def device(self) -> str:

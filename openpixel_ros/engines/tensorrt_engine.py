@@ -25,8 +25,8 @@ import numpy as np
 from .base import Engine, EngineError, TensorSpec
 from .cuda_buffers import (CudaStream, TensorBuffers, check_in_profile, load_cudart, numpy_dtype, plan_buffers,
                            resolve_shape, set_device, tensor_nbytes)
-from .tensorrt_build import (PRECISIONS, ensure_cached_engine, load_tensorrt, parse_hw, parse_tensor_profile,
-                             runtime_identity, trt_logger)
+from .tensorrt_build import ensure_cached_engine, load_tensorrt, runtime_identity, trt_logger
+from .tensorrt_plan import PRECISIONS, parse_hw, parse_tensor_profile
 from .tensorrt_cache import engine_cache_dir, file_sha256, is_engine_file, read_manifest, runtime_mismatches
 
 LOG = logging.getLogger("openpixel_ros.tensorrt")

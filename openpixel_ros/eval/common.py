@@ -20,8 +20,9 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from ..engines import engine_names
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-ENGINE_CHOICES = ("onnxruntime", "tensorrt", "opencv-dnn")
 
 
 # -- data --------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def add_data_arguments(parser) -> None:
     parser.add_argument("--labels", required=True,
                         help="folder of uint8 class-id PNGs, paired with the images by file stem")
     parser.add_argument("--model", help="model file (default: the node's default model)")
-    parser.add_argument("--engine", default="onnxruntime", choices=ENGINE_CHOICES,
+    parser.add_argument("--engine", default="onnxruntime", choices=engine_names(),
                         help="inference engine; opencv-dnn is evaluation-only, for reference models "
                              "such as the Torch7 ENet (default: %(default)s)")
     parser.add_argument("--contract", help="metadata JSON for a model that has none (opencv-dnn)")
@@ -233,15 +234,8 @@ def load_segmenter(args):
 
     path = resolve_model_path(args.model)
     contract = parse_contract(json.loads(Path(args.contract).read_text())) if args.contract else None
-    if args.engine == "opencv-dnn":
-        from .opencv_dnn import load_reference
-        engine, contract = load_reference(path, contract, threads=args.threads)
-        return SemanticSegmenter(engine, contract)
-    if contract is None:
-        return SemanticSegmenter.from_file(path, engine=args.engine, device=args.device, threads=args.threads)
-    from ..engines import create_engine
-    engine = create_engine(args.engine, path, device=args.device, threads=args.threads)
-    return SemanticSegmenter(engine, contract)
+    return SemanticSegmenter.from_file(path, engine=args.engine, device=args.device, threads=args.threads,
+                                       contract=contract)
 
 
 def class_map_for(args, model_classes: Sequence[str]) -> ClassMap:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..engines.base import EngineError
 from ..engines.cuda_buffers import load_cudart
-from ..engines.tensorrt_build import (build_engine, load_tensorrt, parse_hw, parse_tensor_profile, prepare_build,
-                                      runtime_identity)
+from ..engines.tensorrt_build import build_engine, load_tensorrt, runtime_identity
+from ..engines.tensorrt_plan import parse_hw, parse_tensor_profile, prepare_build
 
 
 def _say(message: str) -> None:

@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional
 
 from ..engines import EngineError  # noqa: F401  (re-exported: prompt engines raise it)
 from .base import PromptEngine, PromptResult
+from .click_session import ClickSession
 from .prompts import ClickPrompt, PromptError
 
 #: The engine the node and ``python -m openpixel_ros.eval clicks`` use when none is named.
@@ -79,6 +80,6 @@ def create_prompt_engine(name: str, model: Optional[str] = None, **options) -> P
         raise PromptError(f"prompt engine {name!r} does not take that option ({exc})") from None
 
 
-__all__ = ["ClickPrompt", "PromptError", "PromptEngine", "PromptResult", "EngineError",
+__all__ = ["ClickPrompt", "ClickSession", "PromptError", "PromptEngine", "PromptResult", "EngineError",
            "DEFAULT_PROMPT_ENGINE", "DEFAULT_PROMPT_MODEL", "create_prompt_engine",
            "register_prompt_engine", "prompt_engine_names"]

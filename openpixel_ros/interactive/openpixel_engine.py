@@ -11,7 +11,8 @@ Files (``python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx``):
 
 Per frame the encoder runs once; per click this engine renders the prompt maps
 (:func:`openpixel_ros.model.prompt_maps.render_prompt_maps`, on the 1/4 grid),
-runs the decoder and upsamples its logits to the frame.
+runs the decoder and maps its logits back onto the frame; the frame <-> model
+geometry both ways is :class:`~openpixel_ros.model_io.ModelInput`'s.
 """
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from ..engines import Engine, EngineError, create_engine
 from ..model.prompt_maps import DEFAULT_SIGMA, render_prompt_maps
 from ..model_contract import METADATA_KEY, ContractError, load_contract
+from ..model_io import ModelInput
 from ..semantic import SemanticSegmenter
 from .base import PromptEngine, PromptResult
 from .prompts import ClickPrompt, PromptError
@@ -67,7 +68,8 @@ class OpenPixelPromptEngine(PromptEngine):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.contract = contract
-        self._semantic = SemanticSegmenter(encoder, contract)  # validates the contract; owns pre-processing
+        SemanticSegmenter(encoder, contract)  # validates the contract against the encoder's graph
+        self.model_input = ModelInput(contract, encoder.input(contract.input.name).dtype)
         encoder_outputs = {o.name for o in encoder.outputs}
         missing = {"features_s4", "features_s8"} - encoder_outputs
         if missing:
@@ -80,8 +82,7 @@ class OpenPixelPromptEngine(PromptEngine):
         self.sigma = float(decoder_metadata.get("click_sigma", DEFAULT_SIGMA))
         self.conditioning = conditioning
         self._features = None
-        self._geometry = None
-        self._input_hw = None
+        self._placement = None
 
     @classmethod
     def from_files(cls, encoder_path, decoder: Optional[str] = None, *, device: str = "cpu", threads: int = 0,
@@ -113,27 +114,14 @@ class OpenPixelPromptEngine(PromptEngine):
 
     # -- per frame ---------------------------------------------------------------------
     def _prepare(self, rgb: np.ndarray) -> None:
-        tensor, geometry = self._semantic.preprocess(rgb)
-        feeds = {self.contract.input.name: tensor}
-        if self.contract.conditioning:
-            size = self.contract.conditioning.size
-            vec = np.zeros((1, size), np.float32) if self.conditioning is None else \
-                np.asarray(self.conditioning, np.float32).reshape(1, -1)
-            if vec.shape[1] != size:
-                raise EngineError(f"conditioning vector has {vec.shape[1]} values, the model expects {size}")
-            feeds[self.contract.conditioning.name] = vec
+        feeds, placement = self.model_input.feeds(rgb, self.conditioning)
         outputs = self.encoder.run(feeds)
         self._features = (outputs["features_s4"], outputs["features_s8"])
-        self._geometry = geometry
-        self._input_hw = self._semantic.input_size(rgb.shape[:2])
+        self._placement = placement
 
     # -- per prompt --------------------------------------------------------------------
     def _to_input(self, points) -> list:
-        """Frame pixel coordinates -> model-input pixel coordinates (through resize or letterbox)."""
-        g = self._geometry
-        height, width = self._image.shape[:2]
-        pts = np.asarray(points, np.float64).reshape(-1, 2)
-        return [(g.left + x * g.width / width, g.top + y * g.height / height) for x, y in pts]
+        return self.model_input.points_to_input(points, self._placement)
 
     def _previous_probability(self, prompt: ClickPrompt, grid_hw) -> Optional[np.ndarray]:
         if prompt.previous_logits is not None:
@@ -144,12 +132,7 @@ class OpenPixelPromptEngine(PromptEngine):
             return 1.0 / (1.0 + np.exp(-logits.reshape(grid_hw)))
         if prompt.previous_mask is None:
             return None
-        g = self._geometry
-        canvas = np.zeros(self._input_hw, np.float32)
-        resized = cv2.resize(prompt.previous_mask.astype(np.float32), (g.width, g.height),
-                             interpolation=cv2.INTER_AREA)
-        canvas[g.top:g.top + g.height, g.left:g.left + g.width] = resized
-        return canvas
+        return self.model_input.mask_to_input(prompt.previous_mask, self._placement)
 
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
         features_s4, features_s8 = self._features
@@ -158,27 +141,15 @@ class OpenPixelPromptEngine(PromptEngine):
         if prompt.box is not None:
             (x0, y0), (x1, y1) = self._to_input([prompt.box[:2], prompt.box[2:]])
             box = (x0, y0, x1, y1)
-        maps = render_prompt_maps(self._input_hw, self._to_input(prompt.positive_points),
+        maps = render_prompt_maps(self._placement.input_hw, self._to_input(prompt.positive_points),
                                   self._to_input(prompt.negative_points),
                                   previous_mask=self._previous_probability(prompt, grid_hw), box=box, sigma=self.sigma)
         outputs = self.decoder.run({"features_s4": features_s4, "features_s8": features_s8,
                                     "prompts": maps[None]})
         logits = np.asarray(outputs["mask_logits"], np.float32).reshape(grid_hw)
         score = float(1.0 / (1.0 + np.exp(-float(np.asarray(outputs["score"]).reshape(-1)[0]))))
-        return PromptResult(masks=[self._upsample(logits) > 0.0], scores=[score],
+        return PromptResult(masks=[self.model_input.to_frame(logits, self._placement) > 0.0], scores=[score],
                             low_res_logits=logits[None, None])
-
-    def _upsample(self, logits: np.ndarray) -> np.ndarray:
-        """Grid logits -> frame-sized logits: crop the letterbox, then bilinear resize."""
-        g = self._geometry
-        in_h, in_w = self._input_hw
-        gh, gw = logits.shape
-        sy, sx = gh / in_h, gw / in_w
-        y0, x0 = int(round(g.top * sy)), int(round(g.left * sx))
-        y1 = max(y0 + 1, int(round((g.top + g.height) * sy)))
-        x1 = max(x0 + 1, int(round((g.left + g.width) * sx)))
-        height, width = self._image.shape[:2]
-        return cv2.resize(np.ascontiguousarray(logits[y0:y1, x0:x1]), (width, height), interpolation=cv2.INTER_LINEAR)
 
     def close(self) -> None:
         super().close()

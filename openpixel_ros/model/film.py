@@ -1,7 +1,7 @@
 """FiLM conditioning: per-channel scale and shift of normalised features from a conditioning vector.
 
 The conditioning vector is the lighting-adaptation vector (an entropy score
-plus image statistics, :data:`openpixel_ros.adaptation.CONDITIONING_SIZE`
+plus image statistics, :data:`openpixel_ros.model_contract.CONDITIONING_SIZE`
 values), fed to the model as a second input. A small MLP turns it into one
 ``(gamma, beta)`` pair per modulated layer; the layer then computes
 ``act(gamma * norm(conv(x)) + beta)``.

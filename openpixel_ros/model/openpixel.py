@@ -25,7 +25,7 @@ from torch import nn
 
 from .backbone import ConvNormAct, MobileNetV2
 from .cross_scale_attention import CrossScaleAttention
-from ..adaptation import CONDITIONING_SIZE
+from ..model_contract import CONDITIONING_SIZE
 from .film import FiLMGenerator
 from .heads import PromptDecoder, SemanticHead, SeparableBlock, upsample_to
 from .prompt_maps import PROMPT_CHANNELS

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-import rclpy.executors
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -18,6 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from ..frame_sources import iter_frames
 from ..image_codec import SUPPORTED_ENCODINGS, encode_compressed, encode_raw
 from .image_messages import array_to_image_msg, byte_array
+from .runner import run_node
 
 
 class CameraPublisher(Node):
@@ -73,21 +72,7 @@ class CameraPublisher(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = CameraPublisher()
-    except (ValueError, FileNotFoundError) as exc:
-        rclpy.logging.get_logger("camera").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, SystemExit, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(CameraPublisher, "camera", (ValueError, FileNotFoundError), args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from collections import deque
 
 import numpy as np
 import rclpy
-import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -28,7 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from ..adaptation import AdaptationConfig
 from ..engines import EngineError
 from ..image_codec import ImageDecodeError, decode_raw
-from ..interactive import ClickPrompt, PromptError
+from ..interactive import ClickPrompt, ClickSession, PromptError
 from ..latest_frame import LatestFrameSlot
 from ..model_contract import ContractError
 from ..msg import AdaptationState
@@ -37,10 +36,13 @@ from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from .parameters import spec_by_name
+from .runner import run_node
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
 _LOG_THROTTLE_S = 5.0
+# Click overlay colours (background, clicked object): green after a positive click, orange after a negative one.
+_CLICK_PALETTES = {1: np.array([(0, 0, 0), (0, 255, 0)], np.uint8), 0: np.array([(0, 0, 0), (255, 128, 0)], np.uint8)}
 
 
 class StartupError(RuntimeError):
@@ -136,10 +138,7 @@ class OpenPixelNode(Node):
         self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
 
         # -- click prompts: a service, and clicks from image views --
-        self._click_lock = threading.Lock()
-        self._clicks = []  # [(x, y, label)] of the current click session
-        self._last_click_time = 0.0
-        self._session_timeout = p("click.session_timeout")
+        self._click_session = ClickSession(p("click.session_timeout"))
         self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points)
         self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
         self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
@@ -204,7 +203,7 @@ class OpenPixelNode(Node):
             elif param.name == "input_timeout":
                 self._input_timeout = param.value
             elif param.name == "click.session_timeout":
-                self._session_timeout = param.value
+                self._click_session.timeout = param.value
         return SetParametersResult(successful=True)
 
     # -- input ------------------------------------------------------------------------
@@ -356,30 +355,20 @@ class OpenPixelNode(Node):
         return response
 
     def _on_click(self, msg: PointStamped, label: int) -> None:
-        now = time.monotonic()
-        with self._click_lock:
-            if now - self._last_click_time > self._session_timeout:
-                self._clicks = []
-            self._last_click_time = now
-            self._clicks.append((msg.point.x, msg.point.y, label))
-            clicks = list(self._clicks)
+        clicks = self._click_session.add(msg.point.x, msg.point.y, label)
         try:
             header, rgb, key = self._latest_frame()
-            prompt = ClickPrompt.from_lists([c[:2] for c in clicks], [c[2] for c in clicks],
-                                            image_size=rgb.shape[:2])
-            result = self.segmentor.segment_clicks(rgb, prompt, key=key)
+            result = self.segmentor.segment_clicks(rgb, ClickSession.prompt(clicks, rgb.shape[:2]), key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
-            with self._click_lock:  # an invalid click must not poison the session
-                if self._clicks and self._clicks[-1] == clicks[-1]:
-                    self._clicks.pop()
+            self._click_session.discard(clicks[-1])  # an invalid click must not poison the session
             self._report_error(f"click at ({msg.point.x:.1f}, {msg.point.y:.1f}): {str(exc).splitlines()[0]}")
             return
         self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
-            color = np.zeros_like(rgb)
-            color[result.mask > 0] = (0, 255, 0) if label else (255, 128, 0)
+            selected = result.mask // 255
+            color = colorize(selected, _CLICK_PALETTES[label])
             self.pub_click_overlay.publish(array_to_image_msg(
-                overlay(rgb, color, self._alpha, result.mask // 255), header, "rgb8"))
+                overlay(rgb, color, self._alpha, selected), header, "rgb8"))
 
     # -- diagnostics ------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -433,26 +422,9 @@ def _bbox(mask: np.ndarray) -> RegionOfInterest:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = OpenPixelNode()
-    except StartupError as exc:
-        rclpy.logging.get_logger("openpixel").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 1
-    # Single-threaded: rclpy's MultiThreadedExecutor added 3-9 ms per frame here (bench_node.py,
-    # 640x480 and 1080p). Inference has its own worker thread anyway; a prompt request runs on
-    # this thread and pauses frame intake (never queueing: depth 1, newest frame kept) meanwhile.
-    executor = rclpy.executors.SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # A prompt request runs on the executor's thread and pauses frame intake meanwhile (never
+    # queueing: depth 1, newest frame kept); inference has its own worker thread.
+    return run_node(OpenPixelNode, "openpixel", (StartupError,), args)
 
 
 if __name__ == "__main__":

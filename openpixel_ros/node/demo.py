@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _executable(name: str) -> list:
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from rosbags.typesys import Stores, get_typestore
     from sensor_msgs.msg import Image
 
-    from .image_codec import decode_raw
+    from ..image_codec import decode_raw
 
     node_cmd = _executable("openpixel_node") + ["--ros-args", "--params-file", args.params_file]
     if args.model:

@@ -2,23 +2,24 @@
 
 The Torch7 ENet (Cityscapes) is the case in point: ``cv2.dnn.readNetFromTorch``
 reads it, ONNX Runtime cannot. The node never uses this engine; the evaluation
-tools select it with ``--engine opencv-dnn``. ``readNetFromTorch`` exists only in
+tools select it with ``--engine opencv-dnn`` (it is registered in :mod:`openpixel_ros.engines`). ``readNetFromTorch`` exists only in
 OpenCV 4.x (5.0 removed it), hence the ``opencv-python-headless==4.14.0.*`` pin.
 
-A reference model has no openpixel metadata, so :func:`reference_contract`
-builds its contract from a sidecar JSON when there is one, else from the
-model's own class list and colours for the references listed in
-:data:`KNOWN_REFERENCES`.
+A reference model has no openpixel metadata, so the engine's
+:meth:`~OpenCvDnnEngine.model_contract` builds it (:func:`reference_contract`) from
+a sidecar JSON when there is one, else from the model's own class list and
+colours for the references listed in :data:`KNOWN_REFERENCES`, and names its
+input and output after the engine's tensors.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import cv2
 import numpy as np
 
-from ..engines import Engine, EngineError, TensorSpec
+from .base import Engine, EngineError, TensorSpec
 from ..model_contract import ContractError, ModelContract, load_contract, parse_contract, sidecar_path
 
 ENGINE_NAME = "opencv-dnn"
@@ -40,13 +41,16 @@ class OpenCvDnnEngine(Engine):
     """Runs a model with ``cv2.dnn`` on the CPU; one image input, one output.
 
     ``input_shape`` is the NCHW shape to declare for the input (Torch7 files do not
-    store it); the output is declared ``[1, C, None, None]`` with C unknown.
+    store it; the contract's size is used); the output is declared ``[1, C, None, None]``
+    with C unknown.
     """
 
     backend = ENGINE_NAME
     INPUT_NAME = "input"
 
-    def __init__(self, model_path, input_shape=(1, 3, None, None), threads: int = 0):
+    def __init__(self, model_path, device: str = "cpu", threads: int = 0, input_shape=(1, 3, None, None)):
+        if str(device).lower() != "cpu":
+            raise EngineError(f"opencv-dnn runs on the CPU only, not {device!r}")
         path = Path(model_path)
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
@@ -81,6 +85,15 @@ class OpenCvDnnEngine(Engine):
             raise EngineError(f"opencv-dnn inference failed: {str(exc).strip().splitlines()[-1]}") from None
         return {self._output_name: np.array(out, copy=True)}
 
+    def model_contract(self, model_path, given: Optional[ModelContract] = None) -> ModelContract:
+        """``given`` or :func:`reference_contract`, with its input and output named after this engine's."""
+        contract = given if given is not None else reference_contract(model_path)
+        data = contract.to_dict()
+        data["input"]["name"] = self.INPUT_NAME
+        data["input"]["layout"] = "NCHW"
+        data["output"]["name"] = self._output_name
+        return parse_contract(data)
+
     def close(self) -> None:
         self._net = None
 
@@ -114,20 +127,3 @@ def reference_contract(model_path, output_name: str = "output") -> ModelContract
         "classes": classes, "colors": colors,
     })
 
-
-def load_reference(model_path, contract: ModelContract | None = None, threads: int = 0):
-    """(engine, contract) for a reference model run through OpenCV DNN.
-
-    ``contract`` overrides the one found by :func:`reference_contract`; its input and
-    output names are replaced by the engine's.
-    """
-    model_path = Path(model_path)
-    if contract is None:
-        contract = reference_contract(model_path)
-    spec = contract.input
-    engine = OpenCvDnnEngine(model_path, input_shape=(1, 3, spec.height, spec.width), threads=threads)
-    data = contract.to_dict()
-    data["input"]["name"] = OpenCvDnnEngine.INPUT_NAME
-    data["input"]["layout"] = "NCHW"
-    data["output"]["name"] = engine.outputs[0].name
-    return engine, parse_contract(data)

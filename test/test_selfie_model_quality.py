@@ -1,10 +1,10 @@
-"""The embedded default model on real frames, through the node's code path (Segmentor)."""
+"""The optional selfie (person) model on real frames, through the node's code path (Segmentor)."""
 import cv2
 import numpy as np
 import pytest
 
 from conftest import shared_path
-from openpixel_ros.default_model import default_model_path
+from openpixel_ros.selfie_model import fetch_selfie_model
 from openpixel_ros.frame_sources import iter_frames
 from openpixel_ros.segmentor import Segmentor
 
@@ -12,9 +12,9 @@ from openpixel_ros.segmentor import Segmentor
 @pytest.fixture(scope="module")
 def segmentor():
     try:
-        path = default_model_path()
-    except FileNotFoundError as exc:
-        pytest.skip(f"default model not fetched: {exc}")
+        path = fetch_selfie_model()  # converts from the cached wheel, or downloads it from PyPI once
+    except RuntimeError as exc:
+        pytest.skip(f"selfie model unavailable: {exc}")
     seg = Segmentor(path)
     yield seg
     seg.close()

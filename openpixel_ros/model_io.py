@@ -1,0 +1,165 @@
+"""Frame <-> model-input geometry: the forward transform and its inverse, in one place.
+
+:class:`ModelInput` owns, for one model contract, everything between a camera
+frame and the model's tensors: the input size, resize or letterbox
+(:meth:`ModelInput.tensor`), colour order, normalisation and layout, the
+conditioning feed (:meth:`ModelInput.feeds`), and the way back: cropping the
+letterbox off an output grid and resizing it onto the frame
+(:meth:`ModelInput.crop`, :meth:`ModelInput.to_frame`). Points, boxes and masks
+map into the model input through the same object (:meth:`ModelInput.points_to_input`,
+:meth:`ModelInput.mask_to_input`), as SAM's ``ResizeLongestSide`` does with
+``apply_image``/``apply_coords``.
+
+Semantic segmentation (:mod:`openpixel_ros.semantic`), the OpenPixel prompt
+engine and TensorRT's INT8 calibration all use it, so the three cannot drift.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from .errors import EngineError
+from .model_contract import ModelContract
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the frame sits inside the model input: its rectangle (letterbox) and both sizes."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    input_hw: tuple  # model input (height, width)
+    frame_hw: tuple  # the frame's (height, width)
+
+
+def downscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Anti-aliased shrink, ~7x faster than INTER_AREA on large frames.
+
+    Exact halvings with INTER_LINEAR average 2x2 blocks (a box-filter pyramid); the last
+    step, by less than 2x, is bilinear. Measured here on 1080p -> 256x144: 1.0-1.6 ms
+    against 11.6 ms for INTER_AREA, mean difference from INTER_AREA under 1 grey level.
+    """
+    h, w = image.shape[:2]
+    while w >= 2 * width and h >= 2 * height:
+        w, h = w // 2, h // 2
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    if (w, h) == (width, height):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_to(image: np.ndarray, frame_hw, interpolation: int) -> np.ndarray:
+    """``image`` resized to ``frame_hw`` (returned as is when it already has that size)."""
+    height, width = frame_hw
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+class ModelInput:
+    """The model contract's input transform and its inverse. ``dtype``: the input tensor's."""
+
+    def __init__(self, contract: ModelContract, dtype=np.float32):
+        self.contract = contract
+        spec = contract.input
+        self._mean = np.asarray(spec.mean, np.float32) / np.float32(spec.scale)
+        # Fold scale and std into one multiply: x = (p - mean/scale) * (scale/std).
+        self._mul = np.float32(spec.scale) / np.asarray(spec.std, np.float32)
+        self.dtype = np.dtype(dtype)
+
+    # -- forward: frame -> model input ---------------------------------------------------
+    def input_size(self, frame_hw) -> tuple:
+        """Model input (height, width) for a frame of ``frame_hw``; dynamic dims take the frame's."""
+        h = self.contract.input.height or frame_hw[0]
+        w = self.contract.input.width or frame_hw[1]
+        return int(h), int(w)
+
+    def placement(self, frame_hw) -> Placement:
+        """Where a frame of ``frame_hw`` lands in the model input (the whole input unless letterboxed)."""
+        h, w = int(frame_hw[0]), int(frame_hw[1])
+        in_h, in_w = self.input_size((h, w))
+        if self.contract.input.resize == "letterbox" and (in_h, in_w) != (h, w):
+            s = min(in_h / h, in_w / w)
+            rh, rw = max(1, round(h * s)), max(1, round(w * s))
+            return Placement((in_h - rh) // 2, (in_w - rw) // 2, rh, rw, (in_h, in_w), (h, w))
+        return Placement(0, 0, in_h, in_w, (in_h, in_w), (h, w))
+
+    def shrink_for_model(self, rgb: np.ndarray) -> np.ndarray:
+        """The frame shrunk to the size it takes inside the model input, when that is smaller in both
+        directions (so per-frame work before the model, e.g. lighting adaptation, costs what the
+        model input costs); else the frame itself."""
+        h, w = rgb.shape[:2]
+        in_h, in_w = self.input_size((h, w))
+        if in_h < h and in_w < w:
+            p = self.placement((h, w))
+            return downscale(rgb, p.width, p.height)
+        return rgb
+
+    def tensor(self, rgb: np.ndarray):
+        """RGB uint8 HxWx3 -> (model input tensor [1,...], :class:`Placement` of the frame inside it)."""
+        spec = self.contract.input
+        p = self.placement(rgb.shape[:2])
+        if (p.height, p.width) != p.input_hw:  # letterbox
+            canvas = np.zeros(p.input_hw + (3,), np.uint8)
+            canvas[p.top:p.top + p.height, p.left:p.left + p.width] = downscale(rgb, p.width, p.height)
+            resized = canvas
+        else:
+            resized = downscale(rgb, p.width, p.height) if p.input_hw != p.frame_hw else rgb
+        if spec.color_order == "bgr":
+            resized = resized[..., ::-1]
+        x = (resized.astype(np.float32) - self._mean) * self._mul
+        if spec.layout == "NCHW":
+            x = x.transpose(2, 0, 1)
+        return np.ascontiguousarray(x[None], dtype=self.dtype), p
+
+    def conditioning_feed(self, vector: Optional[np.ndarray]) -> np.ndarray:
+        """The ``[1, size]`` conditioning tensor: ``vector``, or zeros (no adaptation) when None."""
+        size = self.contract.conditioning.size
+        vec = np.zeros((1, size), np.float32) if vector is None else np.asarray(vector, np.float32).reshape(1, -1)
+        if vec.shape[1] != size:
+            raise EngineError(f"conditioning vector has {vec.shape[1]} values, the model expects {size}")
+        return vec
+
+    def feeds(self, rgb: np.ndarray, conditioning: Optional[np.ndarray] = None):
+        """(every input the model takes, by name; the frame's :class:`Placement`)."""
+        tensor, placement = self.tensor(rgb)
+        feeds = {self.contract.input.name: tensor}
+        if self.contract.conditioning:
+            feeds[self.contract.conditioning.name] = self.conditioning_feed(conditioning)
+        return feeds, placement
+
+    def points_to_input(self, points, placement: Placement) -> list:
+        """Frame pixel coordinates -> model-input pixel coordinates (through resize or letterbox)."""
+        height, width = placement.frame_hw
+        pts = np.asarray(points, np.float64).reshape(-1, 2)
+        return [(placement.left + x * placement.width / width, placement.top + y * placement.height / height)
+                for x, y in pts]
+
+    def mask_to_input(self, mask: np.ndarray, placement: Placement) -> np.ndarray:
+        """A frame-sized mask as float32 at the model input's size (zeros in the letterbox padding)."""
+        p = placement
+        canvas = np.zeros(p.input_hw, np.float32)
+        canvas[p.top:p.top + p.height, p.left:p.left + p.width] = cv2.resize(
+            mask.astype(np.float32), (p.width, p.height), interpolation=cv2.INTER_AREA)
+        return canvas
+
+    # -- inverse: model output grid -> frame -----------------------------------------------
+    @staticmethod
+    def crop(maps: np.ndarray, placement: Placement) -> np.ndarray:
+        """The frame's part of an output grid ``[..., h, w]`` (which may be coarser than the input)."""
+        p = placement
+        in_h, in_w = p.input_hw
+        oh, ow = maps.shape[-2:]
+        sy, sx = oh / in_h, ow / in_w
+        y0, x0 = int(round(p.top * sy)), int(round(p.left * sx))
+        y1, x1 = int(round((p.top + p.height) * sy)), int(round((p.left + p.width) * sx))
+        return maps[..., y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+
+    def to_frame(self, grid: np.ndarray, placement: Placement, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """A single-channel output grid ``[h, w]`` cropped and resized onto the frame."""
+        return resize_to(np.ascontiguousarray(self.crop(grid, placement)), placement.frame_hw, interpolation)
