@@ -17,7 +17,8 @@ setup(
     # hook, so the source tree and the CMake-generated openpixel_ros.msg/.srv merge (extend_path).
     package_dir={"": "."},
     packages=find_packages(include=["openpixel_ros", "openpixel_ros.*"]),
-    package_data={"openpixel_ros": ["py.typed", "models/*.onnx", "models/*.json", "models/*.md"]},
+    package_data={"openpixel_ros": ["py.typed", "models/*.onnx", "models/*.json", "models/*.md",
+                                     "data/*.mp4", "data/*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/openpixel_ros"]),
         ("share/openpixel_ros", ["package.xml"]),

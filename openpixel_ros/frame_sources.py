@@ -1,8 +1,9 @@
 """Where demo and benchmark frames come from: a video file, an image folder, or sample photos.
 
 ``auto`` picks ``../shared/video/solidWhiteRight.mp4`` (real dash-cam footage) when it
-exists, otherwise real photographs shipped inside the scikit-image wheel, so the demo
-runs on a fresh machine with nothing but registry packages.
+exists, otherwise the 6-second clip of it bundled in the package (``openpixel_ros/data``,
+MIT licence, see its NOTICE.md), so the demo shows road scenes on a fresh machine.
+``samples`` gives real photographs shipped inside the scikit-image wheel.
 """
 from __future__ import annotations
 
@@ -29,10 +30,15 @@ def shared_dir() -> Optional[Path]:
     return None
 
 
+BUNDLED_CLIP = Path(__file__).resolve().parent / "data" / "dashcam_solidwhiteright.mp4"
+
+
 def default_source() -> str:
     shared = shared_dir()
     if shared and (shared / "video" / "solidWhiteRight.mp4").is_file():
         return str(shared / "video" / "solidWhiteRight.mp4")
+    if BUNDLED_CLIP.is_file():
+        return str(BUNDLED_CLIP)
     return "samples"
 
 

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=None, help="fixed input height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="fixed input width (default: the model's)")
     p.add_argument("--dynamic", action="store_true", help="export dynamic height/width")
+    p.add_argument("--metadata", action="append", metavar="KEY=VALUE",
+                   help="extra metadata for the encoder's contract, e.g. license=..., or "
+                        "'foreground_classes=[\"Car\"]' (JSON values are parsed; repeatable)")
     p.add_argument("--variants", default="",
                    help="comma-separated reduced-precision ONNX encoders to write beside the FP32 one: "
                         "int8 (ONNX Runtime static quantization, calibrated on --calib-images) and/or fp16")

@@ -125,7 +125,8 @@ def graph_paths(onnx_path) -> tuple:
     return stem.with_name(stem.name + ".encoder.onnx"), stem.with_name(stem.name + ".decoder.onnx")
 
 
-def encoder_contract(config, info, height: Optional[int], width: Optional[int], decoder_file: str) -> ModelContract:
+def encoder_contract(config, info, height: Optional[int], width: Optional[int], decoder_file: str,
+                     extra: Optional[dict] = None) -> ModelContract:
     """The encoder's ``openpixel-model/1`` contract (inputs normalised as x = p / 127.5 - 1)."""
     classes = tuple(info.classes) or tuple(f"class{i}" for i in range(config.num_classes))
     if len(classes) != config.num_classes:
@@ -139,7 +140,8 @@ def encoder_contract(config, info, height: Optional[int], width: Optional[int], 
         conditioning=conditioning,
         extra={"prompt_decoder": decoder_file, "features": ["features_s4", "features_s8"],
                **({"foreground_classes": list(info.foreground_classes)}
-                  if getattr(info, "foreground_classes", None) else {})})
+                  if getattr(info, "foreground_classes", None) else {}),
+               **(extra or {})})
 
 
 def decoder_metadata(config, height: Optional[int], width: Optional[int], encoder_file: str) -> dict:
@@ -160,7 +162,7 @@ def decoder_metadata(config, height: Optional[int], width: Optional[int], encode
 
 
 def export_openpixel(model, info, onnx_path, height: Optional[int] = None, width: Optional[int] = None,
-                     dynamic: bool = False, opset: int = MIN_OPSET) -> tuple:
+                     dynamic: bool = False, opset: int = MIN_OPSET, extra: Optional[dict] = None) -> tuple:
     """Write the encoder and decoder graphs of ``model`` for ``--onnx onnx_path``. Returns their paths.
 
     Fixed size: ``height``/``width``, else the checkpoint's input size. With
@@ -190,7 +192,7 @@ def export_openpixel(model, info, onnx_path, height: Optional[int] = None, width
         decoder_axes = {"features_s4": s4, "features_s8": s8, "prompts": s4, "mask_logits": s4}
     fixed_h, fixed_w = (None, None) if dynamic else (h, w)
     export_module(EncoderGraph(model), encoder_inputs, encoder_path, input_names, encoder_outputs, opset, encoder_axes,
-                  contract=encoder_contract(config, info, fixed_h, fixed_w, decoder_path.name))
+                  contract=encoder_contract(config, info, fixed_h, fixed_w, decoder_path.name, extra))
     with torch.no_grad():
         features_s4, features_s8, _ = model.encode(*encoder_inputs)
     prompts = torch.zeros(1, config.prompt_channels, *features_s4.shape[-2:])
@@ -226,6 +228,20 @@ def parity(module: torch.nn.Module, onnx_path, feeds: dict, argmax_outputs: Sequ
     return report
 
 
+def parse_metadata_options(items) -> dict:
+    """``KEY=VALUE`` strings -> dict; a VALUE that parses as JSON (a list, a number) is taken as such."""
+    extra = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ExportError(f"--metadata {item!r}: expected KEY=VALUE")
+        try:
+            extra[key] = json.loads(text)
+        except json.JSONDecodeError:
+            extra[key] = text
+    return extra
+
+
 def run_cli(args) -> int:
     """``python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx [--height H --width W | --dynamic]``.
 
@@ -238,9 +254,10 @@ def run_cli(args) -> int:
     from openpixel_ros.model.openpixel import EncoderGraph, load_checkpoint_model
 
     try:
+        extra = parse_metadata_options(getattr(args, "metadata", None) or [])
         model, info, _ = load_checkpoint_model(args.checkpoint)
         encoder_path, decoder_path = export_openpixel(model, info, args.onnx, args.height, args.width,
-                                                      args.dynamic, args.opset)
+                                                      args.dynamic, args.opset, extra)
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

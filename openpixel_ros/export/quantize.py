@@ -1,10 +1,13 @@
 """Reduced-precision variants of an exported OpenPixel encoder: INT8 and FP16 ONNX.
 
 * **INT8** (:func:`quantize_int8`): ONNX Runtime static quantization, QDQ format,
-  per-channel signed weights and unsigned activations, calibrated on real
+  per-channel signed weights and unsigned activations (MinMax), calibrated on real
   training images that go through the node's own pre-processing (resize,
-  default lighting adaptation, normalisation, conditioning vector). For
-  ONNX Runtime on CPUs with VNNI/AVX2 int8 kernels.
+  default lighting adaptation, normalisation, conditioning vector). Only
+  convolutions are quantized, and not the first (raw pixels) nor the last (the
+  class logits): measured on 12 CamVid val frames, that keeps 96.9% of pixels
+  equal to FP32 where quantizing every operator kept 92.8% (percentile
+  calibration 95.2%, entropy 93.2%).
 * **FP16** (:func:`convert_fp16`): weights and activations in float16 with
   float32 inputs and outputs (ONNX Runtime's converter keeps the I/O types), for
   GPUs; on a CPU it is slower than FP32.
@@ -37,35 +40,29 @@ def variant_path(encoder_path, precision: str) -> Path:
 
 def calibration_feeds(contract, images_dir, count: int = 64, seed: int = 0) -> list:
     """``count`` encoder feeds from the images in ``images_dir`` (a seeded sample), made as the node
-    makes them: resize to the contract's input size, default lighting adaptation and its
-    conditioning vector, then the contract's normalisation."""
+    makes them (:class:`~openpixel_ros.model_io.ModelInput`): shrink to the model's size, default
+    lighting adaptation and its conditioning vector, then the contract's resize and normalisation."""
     import cv2
 
     from openpixel_ros.adaptation import LightingAdapter
+    from openpixel_ros.model_io import ModelInput
 
     paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no calibration images in {images_dir}")
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in sorted(rng.choice(len(paths), min(count, len(paths)), replace=False))]
-    spec = contract.input
+    model_input = ModelInput(contract)
     adapter = LightingAdapter()
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
     feeds = []
     for path in chosen:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"cannot read calibration image {path}")
-        rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (spec.width, spec.height),
-                         interpolation=cv2.INTER_AREA)
         adapter.reset()
-        frame, state = adapter.process(rgb)
-        x = (frame.astype(np.float32) * spec.scale - mean) / std
-        feed = {spec.name: x.transpose(2, 0, 1)[None].copy()}
-        if contract.conditioning is not None:
-            feed[contract.conditioning.name] = adapter.conditioning_vector(state)[None]
-        feeds.append(feed)
+        frame, state = adapter.process(model_input.shrink_for_model(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+        vector = adapter.conditioning_vector(state) if contract.conditioning else None
+        feeds.append(model_input.feeds(frame, vector)[0])
     return feeds
 
 
@@ -105,10 +102,12 @@ def quantize_int8(encoder_path, calib_images, out_path: Optional[Path] = None, c
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(encoder_path), str(prepared), skip_symbolic_shape=True)
+        convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
         quantized = Path(scratch) / "int8.onnx"
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv"],
+                        nodes_to_exclude=convs[:1] + convs[-1:])
         model = onnx.load(str(quantized))
     return _finish(encoder_path, model, out, "int8")
 

@@ -80,7 +80,12 @@ def main(argv=None) -> int:
     from rosbags.typesys import Stores, get_typestore
     from sensor_msgs.msg import Image
 
+    from ..default_model import resolve_model
     from ..image_codec import decode_raw
+    from ..model_contract import load_contract
+
+    class_names = list(load_contract(resolve_model(args.model or None)).classes)
+    class_pixels = np.zeros(max(len(class_names), 1), np.int64)
 
     node_cmd = _executable("openpixel_node") + ["--ros-args", "--params-file", args.params_file]
     if args.model:
@@ -114,6 +119,8 @@ def main(argv=None) -> int:
         counts["label"] = counts.get("label", 0) + 1
         first_label = first_label or time.monotonic()
         record("/openpixel/label", msg)
+        labels = decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
+        class_pixels[:] += np.bincount(labels.ravel(), minlength=len(class_pixels))[:len(class_pixels)]
 
     def on_overlay(msg):
         nonlocal overlays_saved
@@ -182,6 +189,8 @@ def main(argv=None) -> int:
         "overlay_pngs": overlays_saved,
         "bag": str(bag_path),
         "source": args.source,
+        "class_share": ({name: round(float(c) / total, 5) for name, c in zip(class_names, class_pixels)}
+                        if (total := int(class_pixels.sum())) else {}),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("[demo] ------------------------------------------------")
@@ -191,6 +200,10 @@ def main(argv=None) -> int:
               f"   (engine median {summary['engine_median_ms']:.1f})")
     print(f"[demo] node dropped     : {summary['frames_dropped_by_node']} of "
           f"{summary['frames_received_by_node']} received (newest-frame policy)")
+    if summary["class_share"]:
+        shares = sorted(summary["class_share"].items(), key=lambda kv: -kv[1])
+        print("[demo] class share      : " + ", ".join(f"{name} {100 * share:.1f}%" for name, share in shares
+                                                        if share >= 0.0005))
     print(f"[demo] wrote {overlays_saved} overlay PNGs and {bag_path}/ (.mcap) in {out}/")
     if n == 0:
         print("[demo] no output received: check the node's log above", file=sys.stderr)
