@@ -30,7 +30,7 @@ def checkpoint(tmp_path_factory):
     so that folding and conditioning are really exercised."""
     out = tmp_path_factory.mktemp("export")
     config = config_from_dict({
-        "output_dir": str(out), "model": {"num_classes": 3, "conditioning_size": 5},
+        "output_dir": str(out), "model": {"num_classes": 3, "conditioning_size": 10},
         "model_info": {"classes": CLASSES, "colors": COLORS, "input_height": 72, "input_width": 96}})
     trainer = Trainer(config)
     gen = torch.Generator().manual_seed(0)
@@ -84,7 +84,7 @@ def test_fixed_size_export_from_the_command_line(checkpoint, cli_export):
     contract = load_contract(encoder)
     assert list(contract.classes) == CLASSES and [list(c) for c in contract.colors] == COLORS
     assert (contract.input.height, contract.input.width) == (72, 96)
-    assert contract.conditioning.name == "conditioning" and contract.conditioning.size == 5
+    assert contract.conditioning.name == "conditioning" and contract.conditioning.size == 10
     assert contract.extra["prompt_decoder"] == decoder.name
     embedded = {p.key: p.value for p in encoder_model.metadata_props}["openpixel"]
     assert json.loads(embedded) == json.loads(encoder.with_suffix(".json").read_text())
@@ -129,7 +129,7 @@ def test_node_pipeline_runs_the_encoder(cli_export):
 
     segmenter = SemanticSegmenter.from_file(cli_export[0])
     frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    result = segmenter.infer(frame, conditioning=np.zeros(5, np.float32))
+    result = segmenter.infer(frame, conditioning=np.zeros(10, np.float32))
     assert result.labels.shape == (120, 160) and result.labels.max() < 3
 
 

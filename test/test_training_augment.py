@@ -164,6 +164,7 @@ def test_new_configuration_errors_are_named():
                          ({"train": {"device": "tpu"}}, "train.device"),
                          ({"data": {"crop_height": 32}}, "go together"),
                          ({"data": {"lighting_prob": 2}}, "lighting_prob"),
-                         ({"loss": {"class_weighting": "magic"}}, "class_weighting")]:
+                         ({"loss": {"class_weighting": "magic"}}, "class_weighting"),
+                         ({"model": {"conditioning_size": 4}}, "conditioning_size")]:
         with pytest.raises(ConfigError, match=message):
             config_from_dict(bad)

@@ -14,6 +14,7 @@ from typing import Optional
 import yaml
 
 from openpixel_ros.model.openpixel import ModelInfo, OpenPixelConfig
+from openpixel_ros.model_contract import CONDITIONING_SIZE
 
 from .losses import CLASS_WEIGHTINGS, LossWeights
 
@@ -157,6 +158,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         raise ConfigError(f"optimizer.name must be adamw or sgd, not {config.optimizer.name!r}")
     if config.schedule.name not in ("poly", "cosine", "constant"):
         raise ConfigError(f"schedule.name must be poly, cosine or constant, not {config.schedule.name!r}")
+    if config.model.conditioning_size not in (0, CONDITIONING_SIZE):
+        raise ConfigError(f"model.conditioning_size must be 0 or {CONDITIONING_SIZE} (the lighting adaptation's "
+                          "conditioning vector, which the trainer computes for every sample)")
     if config.train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto, cpu or cuda, not {config.train.device!r}")
     if config.train.freeze_backbone_bn and not config.pretrained_tflite:
