@@ -113,13 +113,20 @@ def _yaml_value(value) -> str:
     return json.dumps(value)
 
 
+# The params file's node key. "/**" matches every node name in every namespace, so the file still
+# applies under `-r __ns:=/front`, a launch file's namespace or a renamed node (a plain "openpixel:"
+# key silently matches only /openpixel).
+PARAMS_FILE_NODE_KEY = "/**"
+
+
 def render_params_yaml(node_name: str = "openpixel", specs=None) -> str:
     """config/openpixel.yaml: every parameter at its default, each with its description."""
     import textwrap
     lines = [f"# Parameters of {node_name}_node. Generated from openpixel_ros/node/parameters.py",
              "# (python -m openpixel_ros.node.parameters --yaml); docs/nodes.md explains each.",
              "# '(start-up)' parameters are read once; the others can be changed with ros2 param set.",
-             f"{node_name}:", "  ros__parameters:"]
+             "# Keyed /** so that it applies whatever the node's namespace or name (one node per process).",
+             f"{_yaml_value(PARAMS_FILE_NODE_KEY)}:", "  ros__parameters:"]
     for spec in specs if specs is not None else all_parameters():
         note = " (start-up)" if spec.read_only else ""
         for line in textwrap.wrap(spec.description + note, 96):
