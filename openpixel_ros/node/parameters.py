@@ -90,8 +90,14 @@ NODE_PARAMETERS = (
               "beside it, see docs/interactive.md) or the OpenPixel model; unused by classical.", read_only=True),
     ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
               "one object) until this many seconds pass without a click.", min=0.5, max=3600.0),
+    ParamSpec("click.message_type", "point_stamped", "Message type of ~/click and ~/click_negative: "
+              "point_stamped (geometry_msgs/PointStamped) or point (geometry_msgs/Point, what rqt_image_view's "
+              "mouse publishing sends).", read_only=True, choices=("point_stamped", "point")),
     # -- monitoring --
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.1, max=60.0),
+    ParamSpec("diagnostics.min_processed_ratio", 0.5, "Diagnostics WARN when the processed rate falls below "
+              "this fraction of the input rate (capped by max_rate_hz) while an output is subscribed; 0 = never.",
+              min=0.0, max=1.0),
     ParamSpec("input_timeout", 2.0, "Seconds without frames before diagnostics report the camera stale.",
               min=0.1, max=3600.0),
     ParamSpec("debug.engine_delay_ms", 0.0, "Benchmarking only: sleep this long after every inference "
