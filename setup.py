@@ -31,6 +31,7 @@ setup(
     entry_points={
         "console_scripts": [
             "openpixel_node = openpixel_ros.node.openpixel_node:main",
+            "openpixel_lifecycle_node = openpixel_ros.node.lifecycle_node:main",
             "camera_publisher = openpixel_ros.node.camera_publisher:main",
             "openpixel_demo = openpixel_ros.node.demo:main",
             "openpixel_fetch_model = openpixel_ros.selfie_model:main",
