@@ -27,13 +27,16 @@ setup(
     extras_require={
         "train": ["torch==2.13.0"],
         "tensorrt": ["cuda-python"],
+        "bag": ["rosbags>=0.11"],  # openpixel_bag
     },
     entry_points={
         "console_scripts": [
             "openpixel_node = openpixel_ros.node.openpixel_node:main",
+            "openpixel_lifecycle_node = openpixel_ros.node.lifecycle_node:main",
             "camera_publisher = openpixel_ros.node.camera_publisher:main",
             "openpixel_demo = openpixel_ros.node.demo:main",
             "openpixel_fetch_model = openpixel_ros.selfie_model:main",
+            "openpixel_bag = openpixel_ros.bag:main",
         ],
     },
 )

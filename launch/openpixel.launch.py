@@ -1,7 +1,11 @@
-"""Start openpixel_node.
+"""Start openpixel_node (or its lifecycle variant), optionally with RViz.
 
-    ros2 launch openpixel_ros openpixel.launch.py image:=/camera/image_raw \
-        params_file:=/path/to/openpixel.yaml namespace:=front
+    ros2 launch openpixel_ros openpixel.launch.py image:=/camera/image_raw namespace:=front \
+        model_path:=/path/to/model.onnx engine:=tensorrt device:=cuda rviz:=true
+
+model_path, engine and device override the params file when given (empty = the file's value).
+The params file is keyed /** and so applies under any namespace. use_lifecycle:=true starts
+openpixel_lifecycle_node, which waits unconfigured for `ros2 lifecycle set <node> configure`.
 
 Equivalent without launch (what the tests run):
     openpixel_node --ros-args --params-file config/openpixel.yaml -r image:=/camera/image_raw -r __ns:=/front
@@ -10,25 +14,62 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+
+# Launch arguments that, when not empty, override the params file's parameter of the same name.
+PARAMETER_OVERRIDES = ("model_path", "engine", "device")
+
+
+def _is_true(text: str) -> bool:
+    return text.strip().lower() in ("true", "1", "yes", "on")
+
+
+def _actions(context):
+    # Imported here, when the nodes are made: the arguments parse with `launch` alone.
+    from launch_ros.actions import Node
+
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    share = get_package_share_directory("openpixel_ros")
+    params_file = arg("params_file") or os.path.join(share, "config", "openpixel.yaml")
+    overrides = {name: arg(name) for name in PARAMETER_OVERRIDES if arg(name)}
+    parameters = [params_file] + ([overrides] if overrides else [])
+    actions = [Node(
+        package="openpixel_ros",
+        executable="openpixel_lifecycle_node" if _is_true(arg("use_lifecycle")) else "openpixel_node",
+        name="openpixel",
+        namespace=arg("namespace"),
+        parameters=parameters,
+        # The compressed input follows: the node subscribes to <image>/compressed.
+        remappings=[("image", arg("image"))],
+        output="screen",
+    )]
+    if _is_true(arg("rviz")):
+        # config/openpixel.rviz names its topics relative (image, openpixel/overlay, ...): RViz in
+        # the node's namespace shows that node, and "image" follows the camera remapping.
+        rviz_config = os.path.join(share, "config", "openpixel.rviz")
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz", namespace=arg("namespace"),
+                            arguments=["-d", rviz_config], remappings=[("image", arg("image"))],
+                            output="screen"))
+    return actions
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("openpixel_ros"), "config", "openpixel.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("image", default_value="image", description="input image topic"),
-        DeclareLaunchArgument("params_file", default_value=default_params, description="parameters YAML"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-        Node(
-            package="openpixel_ros",
-            executable="openpixel_node",
-            name="openpixel",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file")],
-            # The compressed input follows: the node subscribes to <image>/compressed.
-            remappings=[("image", LaunchConfiguration("image"))],
-            output="screen",
-        ),
+        DeclareLaunchArgument("params_file", default_value="",
+                              description="parameters YAML; empty = the package's config/openpixel.yaml"),
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="ONNX/TensorRT model or model name; empty = the params file's"),
+        DeclareLaunchArgument("engine", default_value="", choices=["", "onnxruntime", "tensorrt"],
+                              description="inference backend; empty = the params file's"),
+        DeclareLaunchArgument("device", default_value="", description="cpu, cuda or cuda:N; empty = the params file's"),
+        DeclareLaunchArgument("use_lifecycle", default_value="false", choices=["true", "false"],
+                              description="start the managed (lifecycle) node"),
+        DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
+                              description="also start rviz2 with config/openpixel.rviz"),
+        OpaqueFunction(function=_actions),
     ])

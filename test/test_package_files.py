@@ -1,4 +1,5 @@
-"""package.xml, the launch file and CMake agree with the package (no ROS launch here to run them)."""
+"""package.xml, the launch files, the RViz file and CMake agree with the package (test_launch.py runs
+the launch files where `launch` is installed)."""
 import ast
 import re
 from pathlib import Path
@@ -19,15 +20,47 @@ def test_package_xml_is_format_3_with_real_dependencies():
     assert "rosidl_interface_packages" in {g.name for g in pkg.member_of_groups}
 
 
-def test_launch_file_declares_the_documented_arguments_and_runs_the_entry_point():
-    tree = ast.parse((REPO / "launch" / "openpixel.launch.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+LAUNCH_ARGUMENTS = {"image", "namespace", "params_file", "model_path", "engine", "device", "use_lifecycle", "rviz"}
+
+
+def _calls(path):
+    tree = ast.parse(path.read_text())
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+
+
+def test_launch_file_declares_the_documented_arguments_and_runs_the_entry_points():
+    calls = _calls(REPO / "launch" / "openpixel.launch.py")
     declared = {c.args[0].value for c in calls if c.func.id == "DeclareLaunchArgument"}
-    assert declared == {"image", "params_file", "namespace"}
-    node = next(c for c in calls if c.func.id == "Node")
-    kwargs = {k.arg: k.value for k in node.keywords}
-    assert kwargs["package"].value == "openpixel_ros" and kwargs["executable"].value == "openpixel_node"
-    assert kwargs["name"].value == "openpixel"  # the node name config/openpixel.yaml is keyed by
+    assert declared == LAUNCH_ARGUMENTS
+    nodes = [c for c in calls if c.func.id == "Node"]
+    kwargs = {k.arg: k.value for k in nodes[0].keywords}
+    assert kwargs["package"].value == "openpixel_ros" and kwargs["name"].value == "openpixel"
+    executable = ast.unparse(kwargs["executable"])
+    assert "openpixel_lifecycle_node" in executable and "openpixel_node" in executable
+    rviz = {k.arg: k.value for k in nodes[1].keywords}
+    assert rviz["package"].value == "rviz2" and rviz["executable"].value == "rviz2"
+    documented = (REPO / "launch" / "openpixel.launch.py").read_text().split('"""')[1]
+    assert "rviz:=true" in documented and "namespace:=front" in documented
+
+
+def test_multi_camera_launch_includes_the_single_launch_per_namespace():
+    source = (REPO / "launch" / "multi_camera.launch.py").read_text()
+    tree = ast.parse(source)
+    cameras = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                   and getattr(n.targets[0], "id", "") == "CAMERAS")
+    assert len({c.value for c in cameras.elts}) == 2
+    assert '"openpixel.launch.py"' in source and "GroupAction" in source and '"namespace": camera' in source
+
+
+def test_rviz_config_shows_camera_and_outputs():
+    import yaml
+    config = yaml.safe_load((REPO / "config" / "openpixel.rviz").read_text())
+    displays = config["Visualization Manager"]["Displays"]
+    assert all(d["Class"] == "rviz_default_plugins/Image" for d in displays)
+    topics = {d["Topic"]["Value"] for d in displays}
+    # Relative names: the launch file starts rviz2 in the node's namespace and remaps "image".
+    assert topics == {"image", "openpixel/overlay", "openpixel/color", "openpixel/click_overlay"}
+    assert {d["Topic"]["Reliability Policy"] for d in displays} == {"Best Effort"}
 
 
 def test_every_console_script_is_a_ros2_run_executable():

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import yaml
 
-from openpixel_ros.node.parameters import all_parameters, render_params_markdown, render_params_yaml
+from openpixel_ros.node.parameters import (PARAMS_FILE_NODE_KEY, all_parameters, render_params_markdown,
+                                           render_params_yaml)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,7 +15,7 @@ def test_config_file_is_the_generated_one():
 
 
 def test_config_holds_every_parameter_at_its_default():
-    params = yaml.safe_load((REPO / "config" / "openpixel.yaml").read_text())["openpixel"]["ros__parameters"]
+    params = yaml.safe_load((REPO / "config" / "openpixel.yaml").read_text())[PARAMS_FILE_NODE_KEY]["ros__parameters"]
     assert params == {s.name: s.default for s in all_parameters()}
 
 

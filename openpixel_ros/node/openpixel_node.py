@@ -17,12 +17,13 @@ from collections import deque
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from std_srvs.srv import SetBool
 
 from ..adaptation import AdaptationConfig
 from ..engines import EngineError
@@ -35,7 +36,9 @@ from ..segmentor import Segmentor
 from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
+from . import class_metadata
 from .parameters import spec_by_name
+from .rates import RateMeter, percentiles, processed_ratio_warning
 from .runner import run_node
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
@@ -52,10 +55,20 @@ class StartupError(RuntimeError):
 class OpenPixelNode(Node):
     def __init__(self, **kwargs):
         super().__init__("openpixel", **kwargs)
+        self._declare_parameters()
+        # The lifecycle variant (lifecycle_node.py) runs these phases on configure and activate.
+        self._configure()
+        self._create_outputs()
+        self._start_processing()
+
+    def _declare_parameters(self) -> None:
         self._specs = spec_by_name()
         for spec in self._specs.values():
             self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
                 description=spec.description, read_only=spec.read_only))
+
+    def _configure(self) -> None:
+        """Validate the parameters and load the engine (raises StartupError)."""
         errors = [e for e in (spec.validate(self.get_parameter(spec.name).value) for spec in self._specs.values())
                   if e]
         if errors:
@@ -94,8 +107,13 @@ class OpenPixelNode(Node):
         self._min_period = 1.0 / p("max_rate_hz") if p("max_rate_hz") > 0 else 0.0
         self._engine_delay = p("debug.engine_delay_ms") / 1e3
         self._input_timeout = p("input_timeout")
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._min_processed_ratio = p("diagnostics.min_processed_ratio")
+        self._parameters_callback = self.add_on_set_parameters_callback(self._on_set_parameters)
+        class_metadata.declare_classes_parameter(self, contract)
 
+    def _create_outputs(self) -> None:
+        p = self._param
+        contract = self.segmentor.contract
         # -- outputs --
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p("output_qos.depth"),
                              reliability=_RELIABILITY[p("output_qos.reliability")],
@@ -107,8 +125,15 @@ class OpenPixelNode(Node):
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_adaptation = self.create_publisher(AdaptationState, "~/adaptation", 10)
         self.pub_adapted = self.create_publisher(Image, "~/adapted_image", out_qos)
+        self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
+        self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
         self._last_adaptation = None
+        self.pub_label_info = class_metadata.publish_label_info(self, contract)
 
+    def _start_processing(self) -> None:
+        """Subscribe to the camera and clicks, start the worker, diagnostics and services."""
+        p = self._param
+        contract = self.segmentor.contract
         # -- input --
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p("qos.depth"),
                             reliability=_RELIABILITY[p("qos.reliability")], durability=DurabilityPolicy.VOLATILE)
@@ -132,18 +157,22 @@ class OpenPixelNode(Node):
         self._last_frame_time = None
         self._latency_ms = deque(maxlen=300)
         self._engine_ms = deque(maxlen=300)
+        self._input_rate, self._processed_rate = RateMeter(), RateMeter()
+        self._enabled = True
         self._latest_msg = None  # newest camera message, kept undecoded for click prompts
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
-        self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
+        self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
+        self._enable_srv = self.create_service(SetBool, "~/enable", self._on_enable)
 
         # -- click prompts: a service, and clicks from image views --
         self._click_session = ClickSession(p("click.session_timeout"))
         self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points)
-        self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
-        self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
-        self.create_subscription(PointStamped, "~/click", lambda m: self._on_click(m, 1), 10)
-        self.create_subscription(PointStamped, "~/click_negative", lambda m: self._on_click(m, 0), 10)
+        # rqt_image_view's mouse publishing sends geometry_msgs/Point: click.message_type point.
+        click_type = Point if p("click.message_type") == "point" else PointStamped
+        self._click_subs = [
+            self.create_subscription(click_type, "~/click", lambda m: self._on_click(m, 1), 10),
+            self.create_subscription(click_type, "~/click_negative", lambda m: self._on_click(m, 0), 10)]
 
         eng = self.segmentor.semantic.engine
         self.get_logger().info(
@@ -202,6 +231,8 @@ class OpenPixelNode(Node):
                 self._engine_delay = param.value / 1e3
             elif param.name == "input_timeout":
                 self._input_timeout = param.value
+            elif param.name == "diagnostics.min_processed_ratio":
+                self._min_processed_ratio = param.value
             elif param.name == "click.session_timeout":
                 self._click_session.timeout = param.value
         return SetParametersResult(successful=True)
@@ -211,7 +242,16 @@ class OpenPixelNode(Node):
         now = time.monotonic()
         self._last_frame_time = now
         self._latest_msg = msg
-        self._slot.put((msg, now))
+        self._input_rate.tick()
+        if self._enabled:  # ~/enable false: frames are seen (rates, clicks) but not segmented
+            self._slot.put((msg, now))
+
+    def _on_enable(self, request, response):
+        self._enabled = bool(request.data)
+        response.success = True
+        response.message = "processing resumed" if self._enabled else "processing paused (engine stays loaded)"
+        self.get_logger().info(f"~/enable {request.data}: {response.message}")
+        return response
 
     def _on_incompatible_qos(self, event) -> None:
         self.get_logger().warn(
@@ -287,6 +327,7 @@ class OpenPixelNode(Node):
                                                             header, "rgb8"))
         with self._stats_lock:
             self._processed += 1
+            self._processed_rate.tick()
             self._latency_ms.append((time.monotonic() - received) * 1e3)
             self._engine_ms.append(result.timings.get("engine_ms", 0.0))
 
@@ -354,14 +395,15 @@ class OpenPixelNode(Node):
                             f"service {(time.perf_counter() - t0) * 1e3:.2f} ms")
         return response
 
-    def _on_click(self, msg: PointStamped, label: int) -> None:
-        clicks = self._click_session.add(msg.point.x, msg.point.y, label)
+    def _on_click(self, msg, label: int) -> None:
+        msg = getattr(msg, "point", msg)  # PointStamped or Point (click.message_type)
+        clicks = self._click_session.add(msg.x, msg.y, label)
         try:
             header, rgb, key = self._latest_frame()
             result = self.segmentor.segment_clicks(rgb, ClickSession.prompt(clicks, rgb.shape[:2]), key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             self._click_session.discard(clicks[-1])  # an invalid click must not poison the session
-            self._report_error(f"click at ({msg.point.x:.1f}, {msg.point.y:.1f}): {str(exc).splitlines()[0]}")
+            self._report_error(f"click at ({msg.x:.1f}, {msg.y:.1f}): {str(exc).splitlines()[0]}")
             return
         self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
@@ -382,6 +424,7 @@ class OpenPixelNode(Node):
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
                 "engine_median_ms": f"{engine:.1f}",
             }
+        values.update(self._operator_values())
         if self._last_adaptation is not None:
             values["adaptation_score"] = f"{self._last_adaptation.score_smoothed:.3f}"
             values["adaptation_active"] = str(self._last_adaptation.active)
@@ -394,12 +437,31 @@ class OpenPixelNode(Node):
                 f"input stale: no frame on {self._sub.topic_name} for {since:.1f} s"
         elif self._last_error and values["errors"] and values["frames_processed"] == 0:
             status.level, status.message = DiagnosticStatus.ERROR, self._last_error
+        elif not self._enabled:
+            status.level, status.message = DiagnosticStatus.OK, "paused (~/enable false)"
+        elif self._slow_warning:
+            status.level, status.message = DiagnosticStatus.WARN, self._slow_warning
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array_msg = DiagnosticArray(status=[status])
         array_msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_diagnostics.publish(array_msg)
+
+    def _operator_values(self) -> dict:
+        """What an operator asks first: rates, engine latency percentiles, model/backend/device."""
+        input_hz, processed_hz = self._input_rate.rate_hz(), self._processed_rate.rate_hz()
+        with self._stats_lock:
+            engine_p50, engine_p95 = percentiles(self._engine_ms)
+        engine = self.segmentor.semantic.engine
+        self._slow_warning = processed_ratio_warning(
+            input_hz, processed_hz, self._min_processed_ratio, 1.0 / self._min_period if self._min_period else 0.0,
+            any(self._outputs_wanted().values()))
+        return {"input_rate_hz": f"{input_hz:.2f}", "processed_rate_hz": f"{processed_hz:.2f}",
+                "engine_p50_ms": f"{engine_p50:.1f}", "engine_p95_ms": f"{engine_p95:.1f}",
+                "enabled": str(self._enabled), "model": str(self.segmentor.model_path),
+                "backend": engine.backend, "device": engine.device,
+                "classes": ", ".join(self.segmentor.contract.classes)}
 
     def destroy_node(self):
         # Also reached for a node whose __init__ failed half-way (rclpy's context cleanup).

@@ -90,8 +90,14 @@ NODE_PARAMETERS = (
               "beside it, see docs/interactive.md) or the OpenPixel model; unused by classical.", read_only=True),
     ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
               "one object) until this many seconds pass without a click.", min=0.5, max=3600.0),
+    ParamSpec("click.message_type", "point_stamped", "Message type of ~/click and ~/click_negative: "
+              "point_stamped (geometry_msgs/PointStamped) or point (geometry_msgs/Point, what rqt_image_view's "
+              "mouse publishing sends).", read_only=True, choices=("point_stamped", "point")),
     # -- monitoring --
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.1, max=60.0),
+    ParamSpec("diagnostics.min_processed_ratio", 0.5, "Diagnostics WARN when the processed rate falls below "
+              "this fraction of the input rate (capped by max_rate_hz) while an output is subscribed; 0 = never.",
+              min=0.0, max=1.0),
     ParamSpec("input_timeout", 2.0, "Seconds without frames before diagnostics report the camera stale.",
               min=0.1, max=3600.0),
     ParamSpec("debug.engine_delay_ms", 0.0, "Benchmarking only: sleep this long after every inference "
@@ -113,13 +119,20 @@ def _yaml_value(value) -> str:
     return json.dumps(value)
 
 
+# The params file's node key. "/**" matches every node name in every namespace, so the file still
+# applies under `-r __ns:=/front`, a launch file's namespace or a renamed node (a plain "openpixel:"
+# key silently matches only /openpixel).
+PARAMS_FILE_NODE_KEY = "/**"
+
+
 def render_params_yaml(node_name: str = "openpixel", specs=None) -> str:
     """config/openpixel.yaml: every parameter at its default, each with its description."""
     import textwrap
     lines = [f"# Parameters of {node_name}_node. Generated from openpixel_ros/node/parameters.py",
              "# (python -m openpixel_ros.node.parameters --yaml); docs/nodes.md explains each.",
              "# '(start-up)' parameters are read once; the others can be changed with ros2 param set.",
-             f"{node_name}:", "  ros__parameters:"]
+             "# Keyed /** so that it applies whatever the node's namespace or name (one node per process).",
+             f"{_yaml_value(PARAMS_FILE_NODE_KEY)}:", "  ros__parameters:"]
     for spec in specs if specs is not None else all_parameters():
         note = " (start-up)" if spec.read_only else ""
         for line in textwrap.wrap(spec.description + note, 96):

@@ -1,0 +1,106 @@
+"""openpixel_lifecycle_node: openpixel_node as a managed (lifecycle) node.
+
+Same parameters, topics and services as openpixel_node, driven through lifecycle_msgs
+(`ros2 lifecycle set /openpixel configure`, then `activate`):
+
+- configure: validate the parameters and load the engine; create the output publishers.
+  A bad model (or any invalid parameter) fails the transition with one ERROR line, and the node
+  stays unconfigured.
+- activate: subscribe to the camera and clicks, start the inference worker, diagnostics and
+  the services (~/segment_at_points, ~/enable).
+- deactivate: release the camera subscription and stop the worker (the engine stays loaded).
+- cleanup: free the engine and the publishers. shutdown: as deactivate + cleanup.
+"""
+from __future__ import annotations
+
+import sys
+
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from .openpixel_node import OpenPixelNode, StartupError
+from .runner import run_node
+
+_OUTPUT_PUBLISHERS = ("pub_label", "pub_mask", "pub_color", "pub_overlay", "pub_diagnostics", "pub_adaptation",
+                      "pub_adapted", "pub_click_mask", "pub_click_overlay", "pub_label_info")
+
+
+class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
+    def __init__(self, **kwargs):
+        # Not OpenPixelNode.__init__ (which configures and activates at once): only the parameters.
+        LifecycleNode.__init__(self, "openpixel", **kwargs)
+        self._declare_parameters()
+        self.segmentor = None
+        self._processing = False
+
+    # -- transitions --------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except StartupError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release_engine()
+            return TransitionCallbackReturn.FAILURE
+        self._create_outputs()
+        self.get_logger().info(f"configured: model {self.segmentor.model_path}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._start_processing()
+        self._processing = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self.get_logger().info("deactivated: camera released, worker stopped; the engine stays loaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_outputs()
+        self._release_engine()
+        self.get_logger().info("cleaned up: engine freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._destroy_outputs()
+        self._release_engine()
+        return TransitionCallbackReturn.SUCCESS
+
+    # -- the phases' undo -----------------------------------------------------------------
+    def _stop_processing(self) -> None:
+        if not self._processing:
+            return
+        self._processing = False
+        self.destroy_subscription(self._sub)
+        for sub in self._click_subs:
+            self.destroy_subscription(sub)
+        self.destroy_timer(self._diagnostics_timer)
+        self.destroy_service(self._srv)
+        self.destroy_service(self._enable_srv)
+        self._slot.close()
+        self._worker.join(timeout=10.0)
+        self._latest_msg = None
+
+    def _destroy_outputs(self) -> None:
+        for name in _OUTPUT_PUBLISHERS:
+            publisher = getattr(self, name, None)
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+                setattr(self, name, None)
+
+    def _release_engine(self) -> None:
+        callback = getattr(self, "_parameters_callback", None)
+        if callback is not None:
+            self.remove_on_set_parameters_callback(callback)
+            self._parameters_callback = None
+        if self.segmentor is not None:
+            self.segmentor.close()
+            self.segmentor = None
+
+
+def main(args=None) -> int:
+    return run_node(OpenPixelLifecycleNode, "openpixel", (StartupError,), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

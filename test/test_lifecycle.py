@@ -1,0 +1,116 @@
+"""openpixel_lifecycle_node in its own process, driven with lifecycle_msgs ChangeState/GetState."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rclpy
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from sensor_msgs.msg import Image
+
+from onnx_models import linear_classifier
+from openpixel_ros.node.image_messages import array_to_image_msg
+from ros_helpers import NodeProcess, Probe, node_command
+
+
+@pytest.fixture(scope="module")
+def rcl():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "rgb.onnx"
+    linear_classifier(path, [[4.0, -2.0, -2.0], [-2.0, 4.0, -2.0]], [0.0, 0.0], classes=["red", "green"])
+    return path
+
+
+class Lifecycle:
+    def __init__(self, probe: Probe, node="/openpixel"):
+        self.probe = probe
+        self.get = probe.node.create_client(GetState, f"{node}/get_state")
+        self.change = probe.node.create_client(ChangeState, f"{node}/change_state")
+        assert self.get.wait_for_service(timeout_sec=20) and self.change.wait_for_service(timeout_sec=5)
+
+    def _call(self, client, request):
+        future = client.call_async(request)
+        assert self.probe.spin_until(future.done, timeout=30), "no answer from the lifecycle service"
+        return future.result()
+
+    def state(self) -> int:
+        return self._call(self.get, GetState.Request()).current_state.id
+
+    def transition(self, transition_id: int) -> bool:
+        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+
+def _start(ros_env, *params):
+    return NodeProcess(node_command(*[a for p in params for a in ("-p", p)], "-r", "image:=/lc/image",
+                                    executable="openpixel_lifecycle_node"), ros_env)
+
+
+def test_transitions_load_start_stop_and_free(ros_env, rcl, model):
+    proc = _start(ros_env, f"model_path:={model}", "diagnostics_period:=0.3")
+    probe = Probe("test_lifecycle")
+    try:
+        lc = Lifecycle(probe)
+        labels = probe.subscribe(Image, "/openpixel/label")
+        camera = probe.node.create_publisher(Image, "/lc/image", 10)
+        frame = array_to_image_msg(np.full((4, 6, 3), (0, 255, 0), np.uint8), None, "rgb8")
+
+        def camera_subscribed():
+            probe.spin_until(lambda: False, timeout=1.0)  # let discovery settle
+            return camera.get_subscription_count() > 0
+
+        assert lc.state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert not camera_subscribed()
+        assert lc.transition(Transition.TRANSITION_CONFIGURE)
+        assert lc.state() == State.PRIMARY_STATE_INACTIVE
+        assert not camera_subscribed(), "inactive node must not hold the camera"
+
+        for _ in range(2):  # activate twice: the worker restarts after a deactivate
+            labels.clear()
+            assert lc.transition(Transition.TRANSITION_ACTIVATE)
+            assert lc.state() == State.PRIMARY_STATE_ACTIVE
+            assert probe.spin_until(lambda: labels, timeout=20, every=lambda: camera.publish(frame)), proc.stop()
+            got = np.frombuffer(bytes(labels[-1].data), np.uint8)
+            assert set(got.tolist()) == {1}  # green everywhere
+            assert lc.transition(Transition.TRANSITION_DEACTIVATE)
+            assert lc.state() == State.PRIMARY_STATE_INACTIVE
+            assert probe.spin_until(lambda: camera.get_subscription_count() == 0, timeout=10), \
+                "deactivate must release the camera"
+            labels.clear()
+            probe.spin_until(lambda: False, timeout=1.0, every=lambda: camera.publish(frame))
+            assert not labels, "an inactive node published labels"
+
+        assert lc.transition(Transition.TRANSITION_CLEANUP)
+        assert lc.state() == State.PRIMARY_STATE_UNCONFIGURED
+        # Configure again after cleanup: the engine loads anew.
+        assert lc.transition(Transition.TRANSITION_CONFIGURE)
+        assert lc.state() == State.PRIMARY_STATE_INACTIVE
+        assert proc.alive()
+    finally:
+        probe.destroy()
+        log = proc.stop()
+    print(log)
+    assert "configured: model" in log and "cleaned up: engine freed" in log
+
+
+def test_failed_configure_leaves_a_clear_error_and_an_unconfigured_node(ros_env, rcl, tmp_path):
+    missing = tmp_path / "no_such_model.onnx"
+    proc = _start(ros_env, f"model_path:={missing}")
+    probe = Probe("test_lifecycle_bad")
+    try:
+        lc = Lifecycle(probe)
+        assert not lc.transition(Transition.TRANSITION_CONFIGURE)
+        assert lc.state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert not lc.transition(Transition.TRANSITION_ACTIVATE)  # not a valid transition from unconfigured
+        assert proc.alive(), "a failed configure must not end the process"
+    finally:
+        probe.destroy()
+        log = proc.stop()
+    print(log)
+    errors = [line for line in log.splitlines() if "configure failed:" in line]
+    assert len(errors) == 1 and str(missing) in errors[0] and "[ERROR]" in errors[0], log
