@@ -4,8 +4,11 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
+
+from ..log_text import compact
 
 
 @dataclass(frozen=True)
@@ -19,21 +22,41 @@ class ParamSpec:
     max: Optional[float] = None
     check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error message or None
 
+    @property
+    def type_name(self) -> str:
+        """The ROS parameter type, as users write it in YAML and on the command line."""
+        return _TYPE_NAMES[type(self.default)]
+
     def validate(self, value) -> Optional[str]:
-        """None when ``value`` is acceptable, else a one-line reason."""
+        """None when ``value`` is acceptable, else a one-line reason.
+
+        Floats must be finite: NaN passes every ``<``/``>`` comparison, so it is refused first.
+        """
+        if not _same_kind(value, self.default):
+            return f"{self.name} must be {self.type_name}, got {type(value).__name__} {compact(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.name} must be a finite number, got {value}"
         if self.choices is not None and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {compact(value)}"
         if self.min is not None and value < self.min:
-            return f"{self.name} must be >= {self.min}, got {value}"
+            return f"{self.name} must be >= {self.min}, got {compact(value)}"
         if self.max is not None and value > self.max:
-            return f"{self.name} must be <= {self.max}, got {value}"
+            return f"{self.name} must be <= {self.max}, got {compact(value)}"
         if self.check is not None:
             return self.check(value)
         return None
 
 
-def _nonempty_topic(value):
-    return None if value else "topic names must not be empty"
+_TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a string array"}
+
+
+def _same_kind(value, default) -> bool:
+    """``value`` has the parameter's declared type (bool is not an integer here)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, list):
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return isinstance(value, type(default))
 
 
 NODE_PARAMETERS = (
@@ -86,6 +109,9 @@ NODE_PARAMETERS = (
               choices=("classical", "sam", "openpixel")),
     ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
               "beside it, see docs/interactive.md) or the OpenPixel model; unused by classical.", read_only=True),
+    ParamSpec("click.queue_size", 8, "Prompt requests (service calls and clicks) that may wait for the prompt "
+              "worker. A service call beyond this is answered at once with success=false and 'busy: N "
+              "requests queued'; a click beyond it is dropped (counted in diagnostics).", min=1, max=1000),
     ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
               "one object) until this many seconds pass without a click.", min=0.5, max=3600.0),
     # -- monitoring --
