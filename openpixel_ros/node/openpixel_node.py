@@ -5,7 +5,9 @@ Topics, services and parameters are documented in docs/nodes.md.
 Threading: the subscription callback only drops the message into a one-slot
 mailbox (:class:`LatestFrameSlot`); a worker thread decodes and segments the
 newest frame. A slow engine therefore drops frames (counted) rather than
-queueing them, and latency stays bounded.
+queueing them, and latency stays bounded. Prompt requests (service, clicks) go
+to a second worker through a bounded queue (:class:`PromptWorker`), so they
+never stall frame intake and a burst is answered "busy" rather than lost.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,13 +33,16 @@ from ..engines import EngineError
 from ..image_codec import ImageDecodeError, decode_raw
 from ..interactive import ClickPrompt, PromptError
 from ..latest_frame import LatestFrameSlot
+from ..log_text import bounded, compact
 from ..model_contract import ContractError
 from ..msg import AdaptationState
 from ..segmentor import Segmentor
 from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
+from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import spec_by_name
+from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
@@ -52,8 +58,15 @@ class OpenPixelNode(Node):
         super().__init__("openpixel", **kwargs)
         self._specs = spec_by_name()
         for spec in self._specs.values():
-            self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                description=spec.description, read_only=spec.read_only))
+            try:
+                self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
+                    description=spec.description, read_only=spec.read_only))
+            except ParameterException:  # an override of the wrong type, e.g. overlay_alpha:=abc
+                given = self._parameter_overrides[spec.name].value
+                if isinstance(spec.default, float) and isinstance(given, int) and not isinstance(given, bool):
+                    raise StartupError(f"{spec.name} must be a double: write {given}.0, not {given}") from None
+                raise StartupError(f"{spec.name} must be {spec.type_name} (default {spec.default!r}), "
+                                   f"got {compact(given)}") from None
         errors = [e for e in (spec.validate(self.get_parameter(spec.name).value) for spec in self._specs.values())
                   if e]
         if errors:
@@ -92,7 +105,6 @@ class OpenPixelNode(Node):
         self._min_period = 1.0 / p("max_rate_hz") if p("max_rate_hz") > 0 else 0.0
         self._engine_delay = p("debug.engine_delay_ms") / 1e3
         self._input_timeout = p("input_timeout")
-        self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # -- outputs --
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p("output_qos.depth"),
@@ -122,9 +134,10 @@ class OpenPixelNode(Node):
 
         # -- state --
         self._slot = LatestFrameSlot()
+        self._drops = FrameDrops()
+        self._sequence_gaps = SequenceGaps()
         self._stats_lock = threading.Lock()
         self._processed = 0
-        self._skipped_no_subscribers = 0
         self._errors = 0
         self._last_error = ""
         self._last_frame_time = None
@@ -133,18 +146,26 @@ class OpenPixelNode(Node):
         self._latest_msg = None  # newest camera message, kept undecoded for click prompts
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
-        self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
+        self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
 
         # -- click prompts: a service, and clicks from image views --
         self._click_lock = threading.Lock()
         self._clicks = []  # [(x, y, label)] of the current click session
         self._last_click_time = 0.0
         self._session_timeout = p("click.session_timeout")
-        self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points)
+        self._prompts = PromptWorker(p("click.queue_size"), on_error=self._report_error)
+        self._clicks_dropped_busy = 0
+        # Keep every request until the callback has queued or refused it (microseconds each):
+        # the default depth of 10 lost the rest of a burst without an answer.
+        self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points,
+                                        qos_profile=QoSProfile(history=HistoryPolicy.KEEP_ALL,
+                                                               reliability=ReliabilityPolicy.RELIABLE))
+        defer_responses(self._srv)
         self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
         self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
-        self.create_subscription(PointStamped, "~/click", lambda m: self._on_click(m, 1), 10)
-        self.create_subscription(PointStamped, "~/click_negative", lambda m: self._on_click(m, 0), 10)
+        self.create_subscription(PointStamped, "~/click", lambda m: self._queue_click(m, 1), 10)
+        self.create_subscription(PointStamped, "~/click_negative", lambda m: self._queue_click(m, 0), 10)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
         eng = self.segmentor.semantic.engine
         self.get_logger().info(
@@ -205,13 +226,41 @@ class OpenPixelNode(Node):
                 self._input_timeout = param.value
             elif param.name == "click.session_timeout":
                 self._session_timeout = param.value
+            elif param.name == "click.queue_size":
+                self._prompts.capacity = param.value
+            elif param.name == "diagnostics_period":
+                self._diagnostics_timer.timer_period_ns = int(param.value * 1e9)
         return SetParametersResult(successful=True)
 
+    def effective_parameter_values(self) -> dict:
+        """Every run-time parameter as the running node applies it, read back from the objects
+        that use it (not from the parameter store): a test checks each one follows a change."""
+        adapter = self.segmentor.adapter
+        config = adapter.config if adapter is not None else None
+        values = {
+            "foreground_classes": list(self.segmentor.foreground_ids),
+            "overlay_alpha": self._alpha,
+            "label_upsampling": self.segmentor.semantic.label_upsampling,
+            "max_rate_hz": 1.0 / self._min_period if self._min_period else 0.0,
+            "click.queue_size": self._prompts.capacity,
+            "click.session_timeout": self._session_timeout,
+            "diagnostics_period": self._diagnostics_timer.timer_period_ns / 1e9,
+            "input_timeout": self._input_timeout,
+            "debug.engine_delay_ms": self._engine_delay * 1e3,
+        }
+        for name in self._specs:
+            if name.startswith("adaptation.") and config is not None:
+                values[name] = getattr(config, name[len("adaptation."):])
+        return values
+
     # -- input ------------------------------------------------------------------------
-    def _on_image(self, msg) -> None:
+    def _on_image(self, msg, info) -> None:
         now = time.monotonic()
         self._last_frame_time = now
         self._latest_msg = msg
+        missed = self._sequence_gaps.observe(msg.header.frame_id, info.get("publication_sequence_number"))
+        if missed:
+            self._drops.add("queue_overrun", missed)
         self._slot.put((msg, now))
 
     def _on_incompatible_qos(self, event) -> None:
@@ -226,6 +275,7 @@ class OpenPixelNode(Node):
         return image_msg_to_rgb(msg)
 
     def _report_error(self, text: str) -> None:
+        text = bounded(text)
         with self._stats_lock:
             self._errors += 1
             self._last_error = text
@@ -244,25 +294,28 @@ class OpenPixelNode(Node):
             if item is None:
                 continue
             if self._min_period and time.monotonic() - last_start < self._min_period:
+                self._drops.add("rate_limit")
                 continue  # rate cap: this frame is skipped, the next one is waited for
             last_start = time.monotonic()
             msg, received = item
             try:
                 self._process(msg, received)
             except (ImageDecodeError, ValueError) as exc:
+                self._drops.add("decode_error")
                 self._report_error(f"dropped frame from {self._sub.topic_name}: {exc}")
             except EngineError as exc:
+                self._drops.add("engine_error")
                 self._report_error(f"inference failed: {exc}")
             except Exception as exc:  # keep the node alive; the message says what happened
                 if not rclpy.ok():
                     break
+                self._drops.add("engine_error")
                 self._report_error(f"unexpected error on frame: {type(exc).__name__}: {exc}")
 
     def _process(self, msg, received: float) -> None:
         wanted = self._outputs_wanted()
         if not any(wanted.values()):
-            with self._stats_lock:
-                self._skipped_no_subscribers += 1
+            self._drops.add("no_subscribers")
             return
         rgb = self._decode(msg)
         header = msg.header
@@ -320,6 +373,25 @@ class OpenPixelNode(Node):
         return self._latest_frame()
 
     def _on_segment_at_points(self, request, response):
+        """Executor thread: queue the request (answered by the prompt worker) or refuse it now."""
+        deferred = DeferredResponse(lambda: self._segment_at_points(request, response))
+        if not self._prompts.submit(deferred.run):
+            response.success = False
+            response.message = f"busy: {self._prompts.queued} requests queued"
+            self.get_logger().warn(f"segment_at_points refused: {response.message}",
+                                   throttle_duration_sec=_LOG_THROTTLE_S)
+            return response
+        return deferred
+
+    def _queue_click(self, msg: PointStamped, label: int) -> None:
+        if not self._prompts.submit(lambda: self._on_click(msg, label)):
+            with self._stats_lock:
+                self._clicks_dropped_busy += 1
+            self.get_logger().warn(f"click dropped: {self._prompts.queued} prompt requests queued",
+                                   throttle_duration_sec=_LOG_THROTTLE_S)
+
+    def _segment_at_points(self, request, response):
+        """Prompt worker: the answer to one ~/segment_at_points request."""
         t0 = time.perf_counter()
         try:
             header, rgb, key = self._frame_for_prompt(request.image)
@@ -337,7 +409,7 @@ class OpenPixelNode(Node):
                                             previous_mask=previous, image_size=rgb.shape[:2])
             result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
-            response.success, response.message = False, str(exc).splitlines()[0]
+            response.success, response.message = False, bounded(str(exc))
             self.get_logger().warn(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
@@ -372,7 +444,7 @@ class OpenPixelNode(Node):
             with self._click_lock:  # an invalid click must not poison the session
                 if self._clicks and self._clicks[-1] == clicks[-1]:
                     self._clicks.pop()
-            self._report_error(f"click at ({msg.point.x:.1f}, {msg.point.y:.1f}): {str(exc).splitlines()[0]}")
+            self._report_error(f"click at ({compact(msg.point.x)}, {compact(msg.point.y)}): {exc}")
             return
         self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
@@ -386,9 +458,14 @@ class OpenPixelNode(Node):
         with self._stats_lock:
             latency = np.percentile(self._latency_ms, [50, 95]) if self._latency_ms else (0.0, 0.0)
             engine = float(np.median(self._engine_ms)) if self._engine_ms else 0.0
+            drops = self._drops.snapshot()
+            drops["newest_frame"] = self._slot.dropped
             values = {
                 "frames_received": self._slot.received, "frames_processed": self._processed,
-                "frames_dropped": self._slot.dropped, "frames_skipped_no_subscribers": self._skipped_no_subscribers,
+                "frames_dropped": sum(drops.values()),
+                **{f"frames_dropped_{cause}": drops[cause] for cause in DROP_CAUSES},
+                "prompt_requests_queued": self._prompts.queued, "prompt_requests_accepted": self._prompts.accepted,
+                "prompt_requests_refused_busy": self._prompts.refused, "clicks_dropped_busy": self._clicks_dropped_busy,
                 "errors": self._errors, "last_error": self._last_error,
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
                 "engine_median_ms": f"{engine:.1f}",
@@ -414,6 +491,9 @@ class OpenPixelNode(Node):
 
     def destroy_node(self):
         # Also reached for a node whose __init__ failed half-way (rclpy's context cleanup).
+        prompts = getattr(self, "_prompts", None)
+        if prompts is not None:
+            prompts.close()  # answers the queued service calls first
         slot, worker = getattr(self, "_slot", None), getattr(self, "_worker", None)
         if slot is not None:
             slot.close()
@@ -432,17 +512,39 @@ def _bbox(mask: np.ndarray) -> RegionOfInterest:
                             height=int(ys.max() - ys.min() + 1))
 
 
+def _check_params_files(args) -> None:
+    """Readable YAML behind every --params-file, checked before rcl (which logs a second line)."""
+    import yaml
+    args = list(sys.argv if args is None else args)
+    for flag, path in zip(args, args[1:]):
+        if flag != "--params-file":
+            continue
+        try:
+            with open(path) as f:
+                yaml.safe_load(f)
+        except OSError as exc:
+            raise StartupError(f"params file {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise StartupError(f"params file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger("openpixel")
     try:
+        _check_params_files(args)
+        rclpy.init(args=args)
         node = OpenPixelNode()
-    except StartupError as exc:
-        rclpy.logging.get_logger("openpixel").fatal(str(exc))
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 1
+    except Exception as exc:  # any start-up fault: one FATAL line and exit code 1, never a traceback
+        text = str(exc) if isinstance(exc, StartupError) else f"start-up failed: {type(exc).__name__}: {exc}"
+        logger.fatal(bounded(text))
         rclpy.try_shutdown()
         return 1
     # Single-threaded: rclpy's MultiThreadedExecutor added 3-9 ms per frame here (bench_node.py,
-    # 640x480 and 1080p). Inference has its own worker thread anyway; a prompt request runs on
-    # this thread and pauses frame intake (never queueing: depth 1, newest frame kept) meanwhile.
+    # 640x480 and 1080p). Inference and prompt requests have their own worker threads; this
+    # thread only hands messages over.
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     try:
