@@ -530,6 +530,10 @@ def _check_params_files(args) -> None:
 
 def main(args=None) -> int:
     logger = rclpy.logging.get_logger("openpixel")
+    # A corrupt frame is reported once, in our own bounded line; OpenCV's decoder warnings
+    # would add an unthrottled line per frame.
+    import cv2
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         _check_params_files(args)
         rclpy.init(args=args)
