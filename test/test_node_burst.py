@@ -39,6 +39,7 @@ def _diag(messages):
 def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, model):
     rclpy.init()
     proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_burst",
+                                    "-r", "image:=/burst_cam/image",
                                     "-p", "adaptation.enabled:=false", "-p", "diagnostics_period:=0.2",
                                     "-p", f"click.queue_size:={QUEUE}"), ros_env)
     probe = Probe("test_burst")
@@ -46,7 +47,7 @@ def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, mod
     try:
         labels = probe.subscribe(Image, "/openpixel_burst/label")
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
-        pub = probe.node.create_publisher(Image, "/image", 10)
+        pub = probe.node.create_publisher(Image, "/burst_cam/image", 10)
         # A client's own response queue (default depth 10) drops answers that arrive faster than it
         # takes them: a client with many calls in flight needs a deeper one (docs/nodes.md).
         deep = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)

@@ -74,7 +74,7 @@ class PromptWorker:
             self._thread.join(timeout)
 
 
-def _lower_thread_priority(increment: int = 5) -> None:
+def _lower_thread_priority(increment: int = 10) -> None:
     """Let the frame worker win the CPU over prompt work (Linux: nice applies per thread)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + increment)
