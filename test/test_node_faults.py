@@ -309,3 +309,21 @@ def test_startup_fault_gives_one_fatal_line(ros_env, model, case):
     assert result.returncode == 1, lines
     assert len(lines) == 1 and "FATAL" in lines[0] and expect in lines[0], lines
     assert len(lines[0]) <= MAX_LINE + 80
+
+
+def test_diagnostics_period_changes_at_run_time(ros_env, model, rcl):
+    """The diagnostics timer follows diagnostics_period (it used to keep its start-up period)."""
+    h = Harness(ros_env, model, "fuzz_period")
+    try:
+        def rate(seconds):
+            start = len(h.diagnostics)
+            h.probe.spin_until(lambda: False, timeout=seconds)
+            return [d for d in h.diagnostics[start:] if any(s.name == "fuzz_period: segmentation" for s in d.status)]
+        assert len(rate(1.5)) >= 8  # started at 0.1 s
+        result = _set_parameter(h.probe, "fuzz_period", "diagnostics_period",
+                                ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=1.0))
+        assert result.successful, result.reason
+        h.probe.spin_until(lambda: False, timeout=1.2)  # let the old period's last message pass
+        assert 1 <= len(rate(3.5)) <= 4
+    finally:
+        h.close()
