@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 
+import cv2
 import numpy as np
 import rclpy
 import rclpy.executors
@@ -43,14 +44,11 @@ from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import spec_by_name
 from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
+from .startup import StartupError, create_node_or_report
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
 _LOG_THROTTLE_S = 5.0
-
-
-class StartupError(RuntimeError):
-    """Configuration that prevents the node from starting; one line, logged before exit."""
 
 
 class OpenPixelNode(Node):
@@ -374,7 +372,8 @@ class OpenPixelNode(Node):
 
     def _on_segment_at_points(self, request, response):
         """Executor thread: queue the request (answered by the prompt worker) or refuse it now."""
-        deferred = DeferredResponse(lambda: self._segment_at_points(request, response))
+        deferred = DeferredResponse(lambda: self._segment_at_points(request, response),
+                                    failure=lambda exc: self._internal_error_response(response, exc))
         if not self._prompts.submit(deferred.run):
             response.success = False
             response.message = f"busy: {self._prompts.queued} requests queued"
@@ -382,6 +381,12 @@ class OpenPixelNode(Node):
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
         return deferred
+
+    def _internal_error_response(self, response, exc: Exception):
+        response.success = False
+        response.message = bounded(f"internal error: {type(exc).__name__}: {exc}")
+        self._report_error(f"segment_at_points: {response.message}")
+        return response
 
     def _queue_click(self, msg: PointStamped, label: int) -> None:
         if not self._prompts.submit(lambda: self._on_click(msg, label)):
@@ -512,39 +517,12 @@ def _bbox(mask: np.ndarray) -> RegionOfInterest:
                             height=int(ys.max() - ys.min() + 1))
 
 
-def _check_params_files(args) -> None:
-    """Readable YAML behind every --params-file, checked before rcl (which logs a second line)."""
-    import yaml
-    args = list(sys.argv if args is None else args)
-    for flag, path in zip(args, args[1:]):
-        if flag != "--params-file":
-            continue
-        try:
-            with open(path) as f:
-                yaml.safe_load(f)
-        except OSError as exc:
-            raise StartupError(f"params file {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise StartupError(f"params file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-
-
 def main(args=None) -> int:
-    logger = rclpy.logging.get_logger("openpixel")
     # A corrupt frame is reported once, in our own bounded line; OpenCV's decoder warnings
     # would add an unthrottled line per frame.
-    import cv2
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        _check_params_files(args)
-        rclpy.init(args=args)
-        node = OpenPixelNode()
-    except KeyboardInterrupt:
-        rclpy.try_shutdown()
-        return 1
-    except Exception as exc:  # any start-up fault: one FATAL line and exit code 1, never a traceback
-        text = str(exc) if isinstance(exc, StartupError) else f"start-up failed: {type(exc).__name__}: {exc}"
-        logger.fatal(bounded(text))
-        rclpy.try_shutdown()
+    node = create_node_or_report(OpenPixelNode, "openpixel", args)
+    if node is None:
         return 1
     # Single-threaded: rclpy's MultiThreadedExecutor added 3-9 ms per frame here (bench_node.py,
     # 640x480 and 1080p). Inference and prompt requests have their own worker threads; this

@@ -86,11 +86,13 @@ class DeferredResponse:
     """Returned by a service callback whose answer a worker computes later.
 
     ``compute()`` builds the response (on the worker); it is sent with the request's header,
-    which the executor hands over right after the callback returns.
+    which the executor hands over right after the callback returns. Should ``compute`` raise,
+    ``failure(exc)`` builds the answer instead: an accepted request is always answered.
     """
 
-    def __init__(self, compute: Callable[[], object]):
+    def __init__(self, compute: Callable[[], object], failure: Callable[[Exception], object]):
         self.compute = compute
+        self.failure = failure
         self._header = None
         self._send: Optional[Callable] = None
         self._ready = threading.Event()
@@ -100,7 +102,10 @@ class DeferredResponse:
         self._ready.set()
 
     def run(self) -> None:
-        response = self.compute()
+        try:
+            response = self.compute()
+        except Exception as exc:
+            response = self.failure(exc)
         if self._ready.wait(timeout=10.0):  # set microseconds after the callback returned
             self._send(response, self._header)
 
