@@ -119,3 +119,37 @@ def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, mod
         log = proc.stop()
         rclpy.try_shutdown()
     assert "Traceback" not in log, log
+
+
+def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, model):
+    """Frames overwritten in the subscription queue (depth 1) before the node took them are
+    counted from gaps in the publisher's sequence numbers: received + overrun == published."""
+    rclpy.init()
+    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_overrun",
+                                    "-r", "image:=/overrun_cam/image", "-p", "adaptation.enabled:=false",
+                                    "-p", "diagnostics_period:=0.2"), ros_env)
+    probe = Probe("test_overrun")
+    try:
+        labels = probe.subscribe(Image, "/openpixel_overrun/label")
+        diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
+        pub = probe.node.create_publisher(Image, "/overrun_cam/image", 10)
+        assert probe.wait_for_subscriber(pub)
+        msg = array_to_image_msg(np.zeros((480, 640, 3), np.uint8), Header(frame_id="overrun_cam"))
+        assert probe.spin_until(lambda: labels, timeout=20, every=lambda: pub.publish(msg), period=0.5)
+        probe.spin_until(lambda: False, timeout=1.0)
+        seen = _diag(diagnostics)
+        base_received = int(seen["frames_received"]) + int(seen["frames_dropped_queue_overrun"])
+        for _ in range(300):  # back to back: faster than the node's executor takes them
+            pub.publish(msg)
+        probe.spin_until(lambda: False, timeout=1.5)
+        pub.publish(msg)  # a last frame after a pause shows the gap before it
+        probe.spin_until(lambda: False, timeout=1.5)
+        diag = _diag(diagnostics)
+        received, overrun = int(diag["frames_received"]), int(diag["frames_dropped_queue_overrun"])
+        print(f"overrun: 301 published, {received + overrun - base_received} accounted, {overrun} overrun")
+        assert received + overrun - base_received == 301, diag
+        assert overrun > 0, "the burst never overran the queue: the test proves nothing"
+    finally:
+        probe.destroy()
+        proc.stop()
+        rclpy.try_shutdown()
