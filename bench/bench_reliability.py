@@ -180,8 +180,9 @@ def main(argv=None) -> int:
             out["baseline_ref"] = subprocess.run(["git", "-C", str(tmp), "rev-parse", "--short", "HEAD"],
                                                  capture_output=True, text=True).stdout.strip()
             trees["baseline"] = tmp
-        for round_ in range(args.rounds):  # alternate, so load changes on this shared machine hit both
-            for label, tree in trees.items():
+        for round_ in range(args.rounds):  # alternate (ABBA), so load changes on this shared machine hit both
+            order = list(trees.items())
+            for label, tree in (order if round_ % 2 == 0 else order[::-1]):
                 key = label if args.rounds == 1 else f"{label} #{round_ + 1}"
                 out["runs"][key] = measure(tree, label, args)
     finally:
