@@ -3,7 +3,7 @@
     ros2 launch openpixel_ros multi_camera.launch.py \
         front_image:=/front/camera/image_raw rear_image:=/rear/camera/image_raw
 
-Each node is openpixel.launch.py in its own namespace; the params file (keyed /**) applies to
+Each node is openpixel.launch.py in its own namespace; the params file (keyed /**/openpixel) applies to
 both. Per-camera values go in a second file keyed by the full name, e.g. `/front/openpixel:`.
 """
 import os

@@ -4,7 +4,7 @@
         model_path:=/path/to/model.onnx engine:=tensorrt device:=cuda rviz:=true
 
 model_path, engine and device override the params file when given (empty = the file's value).
-The params file is keyed /** and so applies under any namespace. use_lifecycle:=true starts
+The params file is keyed /**/openpixel and so applies under any namespace. use_lifecycle:=true starts
 openpixel_lifecycle_node, which waits unconfigured for `ros2 lifecycle set <node> configure`.
 
 Equivalent without launch (what the tests run):

@@ -32,11 +32,17 @@ _YUYV = {"yuv422_yuy2", "yuyv", "YUYV"}
 
 SUPPORTED_ENCODINGS = tuple(sorted(_RAW_LAYOUT))
 SUPPORTED_COMPRESSED = ("jpeg", "png")
+# Payload signatures: the bytes decide what is decoded, and only these two are.
+_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+_OTHER_SIGNATURES = {b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP",
+                     b"\x00\x00\x00\x0cjP": "JPEG 2000", b"P6": "PPM", b"P5": "PGM"}
 
 
 def decode_raw(encoding: str, height: int, width: int, step: int, is_bigendian: bool, data) -> np.ndarray:
     """View a raw image buffer as ``HxW`` or ``HxWxC``, honouring ``step`` and endianness.
 
+    ``data`` must hold exactly ``step * height`` bytes, as sensor_msgs/Image defines it; a
+    shorter or longer buffer means the other fields are wrong, so it is refused.
     YUV 4:2:2 encodings come back as ``HxWx2`` byte pairs; use :func:`to_rgb8` to convert.
     """
     layout = _RAW_LAYOUT.get(encoding)
@@ -49,10 +55,10 @@ def decode_raw(encoding: str, height: int, width: int, step: int, is_bigendian: 
     if step < row_bytes:
         raise ImageDecodeError(f"step {step} is smaller than width*{channels * depth} = {row_bytes} bytes")
     buf = np.frombuffer(data, dtype=np.uint8)
-    needed = step * (height - 1) + row_bytes
-    if buf.size < needed:
+    if buf.size != step * height:
         raise ImageDecodeError(f"data has {buf.size} bytes, {encoding} {width}x{height} with step {step} "
-                               f"needs {needed}")
+                               f"needs exactly {step * height} (step*height)")
+    needed = step * (height - 1) + row_bytes
     if depth == 1:
         shape = (height, width, channels) if channels > 1 else (height, width)
         strides = (step, channels, 1) if channels > 1 else (step, 1)
@@ -103,8 +109,9 @@ def decode_compressed_rgb8(fmt: str, data) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` payload (jpeg or png) to RGB uint8.
 
     ``fmt`` is the message's ``format`` field, e.g. ``"jpeg"``, ``"png"`` or
-    image_transport's ``"rgb8; jpeg compressed bgr8"``; the payload's magic
-    bytes decide, the field only has to name a supported codec.
+    image_transport's ``"rgb8; jpeg compressed bgr8"``; it has to name jpeg or png (or be
+    empty). The payload's signature decides the codec and must be JPEG or PNG: other formats
+    OpenCV could read (BMP, TIFF, ...) are refused, whatever the field says.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
@@ -112,6 +119,11 @@ def decode_compressed_rgb8(fmt: str, data) -> np.ndarray:
     lowered = fmt.lower()
     if lowered and not any(codec in lowered for codec in ("jpeg", "jpg", "png")):
         raise ImageDecodeError(f"unsupported compressed format {fmt!r}; supported: jpeg, png")
+    head = bytes(buf[:12])
+    if not any(head.startswith(sig) for sig in _SIGNATURES):
+        other = next((name for sig, name in _OTHER_SIGNATURES.items() if head.startswith(sig)), None)
+        what = f"a {other} payload" if other else f"no JPEG or PNG signature (first bytes {head[:4].hex()})"
+        raise ImageDecodeError(f"unsupported compressed data: {what}; supported: jpeg, png")
     decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         raise ImageDecodeError(f"corrupt or truncated {fmt or 'compressed'} image ({buf.size} bytes)")

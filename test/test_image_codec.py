@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from skimage import data
@@ -40,7 +41,8 @@ def test_mono16_endianness():
 @pytest.mark.parametrize("args, message", [
     (("32FC1", 4, 4, 16, False, bytes(64)), "unsupported encoding"),
     (("rgb8", 0, 4, 12, False, b""), "zero-size"),
-    (("rgb8", 4, 4, 12, False, bytes(47)), "needs 48"),
+    (("rgb8", 4, 4, 12, False, bytes(47)), "needs exactly 48"),
+    (("rgb8", 4, 4, 12, False, bytes(49)), "needs exactly 48"),
     (("rgb8", 4, 4, 5, False, bytes(48)), "step 5 is smaller"),
     (("yuyv", 2, 3, 6, False, bytes(12)), "even width"),
 ])
@@ -64,3 +66,8 @@ def test_corrupt_and_unknown_compressed():
         decode_compressed_rgb8("jpeg", b"")
     with pytest.raises(ImageDecodeError, match="unsupported compressed format"):
         decode_compressed_rgb8("tiff", b"II*\x00")
+    bmp = cv2.imencode(".bmp", RGB)[1].tobytes()  # OpenCV reads BMP, but the node takes jpeg/png only
+    with pytest.raises(ImageDecodeError, match="a BMP payload; supported: jpeg, png"):
+        decode_compressed_rgb8("jpeg", bmp)
+    with pytest.raises(ImageDecodeError, match="no JPEG or PNG signature"):
+        decode_compressed_rgb8("png", b"\x00" * 100)

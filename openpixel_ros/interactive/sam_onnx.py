@@ -48,8 +48,11 @@ _POINT_INPUTS = {"sam": ("point_coords", "point_labels"),
 def decoder_path_for(encoder_path) -> Path:
     """The decoder file beside an encoder, by name: ``X.encoder.onnx`` -> ``X.decoder.onnx``,
     ``X_encoder.onnx`` -> ``X_decoder.onnx`` (also ``-encoder``, and ``image_encoder`` ->
-    ``mask_decoder`` as NanoSAM names them). Raises PromptError when no such file exists."""
+    ``mask_decoder`` as NanoSAM names them). Raises PromptError when the encoder or the
+    decoder file does not exist."""
     encoder_path = Path(encoder_path)
+    if not encoder_path.is_file():
+        raise PromptError(f"prompt model file not found: {encoder_path}")
     name = encoder_path.name
     candidates = []
     for pattern, replacement in ((r"image_encoder", "mask_decoder"), (r"([._-])encoder", r"\1decoder")):

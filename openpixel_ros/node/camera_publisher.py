@@ -72,7 +72,7 @@ class CameraPublisher(Node):
 
 
 def main(args=None) -> int:
-    return run_node(CameraPublisher, "camera", (ValueError, FileNotFoundError), args)
+    return run_node(CameraPublisher, "camera", args)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self.destroy_timer(self._diagnostics_timer)
         self.destroy_service(self._srv)
         self.destroy_service(self._enable_srv)
+        self._prompts.close()  # answers the queued service calls, then stops its thread
         self._slot.close()
         self._worker.join(timeout=10.0)
         self._latest_msg = None
@@ -99,7 +100,7 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
 
 
 def main(args=None) -> int:
-    return run_node(OpenPixelLifecycleNode, "openpixel", (StartupError,), args)
+    return run_node(OpenPixelLifecycleNode, "openpixel", args)
 
 
 if __name__ == "__main__":

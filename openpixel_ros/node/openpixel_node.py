@@ -5,7 +5,9 @@ Topics, services and parameters are documented in docs/nodes.md.
 Threading: the subscription callback only drops the message into a one-slot
 mailbox (:class:`LatestFrameSlot`); a worker thread decodes and segments the
 newest frame. A slow engine therefore drops frames (counted) rather than
-queueing them, and latency stays bounded.
+queueing them, and latency stays bounded. Prompt requests (service, clicks) go
+to a second worker through a bounded queue (:class:`PromptWorker`), so they
+never stall frame intake and a burst is answered "busy" rather than lost.
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ import threading
 import time
 from collections import deque
 
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,6 +34,7 @@ from ..engines import EngineError
 from ..image_codec import ImageDecodeError, decode_raw
 from ..interactive import ClickPrompt, ClickSession, PromptError
 from ..latest_frame import LatestFrameSlot
+from ..log_text import bounded, compact
 from ..model_contract import ContractError
 from ..msg import AdaptationState
 from ..segmentor import Segmentor
@@ -37,19 +42,18 @@ from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from . import class_metadata
+from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import spec_by_name
+from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
 from .rates import RateMeter, percentiles, processed_ratio_warning
 from .runner import run_node
+from .startup import StartupError
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
 _LOG_THROTTLE_S = 5.0
 # Click overlay colours (background, clicked object): green after a positive click, orange after a negative one.
 _CLICK_PALETTES = {1: np.array([(0, 0, 0), (0, 255, 0)], np.uint8), 0: np.array([(0, 0, 0), (255, 128, 0)], np.uint8)}
-
-
-class StartupError(RuntimeError):
-    """Configuration that prevents the node from starting; one line, logged before exit."""
 
 
 class OpenPixelNode(Node):
@@ -64,8 +68,15 @@ class OpenPixelNode(Node):
     def _declare_parameters(self) -> None:
         self._specs = spec_by_name()
         for spec in self._specs.values():
-            self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                description=spec.description, read_only=spec.read_only))
+            try:
+                self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
+                    description=spec.description, read_only=spec.read_only))
+            except ParameterException:  # an override of the wrong type, e.g. overlay_alpha:=abc
+                given = self._parameter_overrides[spec.name].value
+                if isinstance(spec.default, float) and isinstance(given, int) and not isinstance(given, bool):
+                    raise StartupError(f"{spec.name} must be a double: write {given}.0, not {given}") from None
+                raise StartupError(f"{spec.name} must be {spec.type_name} (default {spec.default!r}), "
+                                   f"got {compact(given)}") from None
 
     def _configure(self) -> None:
         """Validate the parameters and load the engine (raises StartupError)."""
@@ -149,9 +160,10 @@ class OpenPixelNode(Node):
 
         # -- state --
         self._slot = LatestFrameSlot()
+        self._drops = FrameDrops()
+        self._sequence_gaps = SequenceGaps()
         self._stats_lock = threading.Lock()
         self._processed = 0
-        self._skipped_no_subscribers = 0
         self._errors = 0
         self._last_error = ""
         self._last_frame_time = None
@@ -165,14 +177,21 @@ class OpenPixelNode(Node):
         self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
         self._enable_srv = self.create_service(SetBool, "~/enable", self._on_enable)
 
-        # -- click prompts: a service, and clicks from image views --
+        # -- click prompts: a service, and clicks from image views, answered by the prompt worker --
         self._click_session = ClickSession(p("click.session_timeout"))
-        self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points)
+        self._prompts = PromptWorker(p("click.queue_size"), on_error=self._report_error)
+        self._clicks_dropped_busy = 0
+        # Keep every request until the callback has queued or refused it (microseconds each):
+        # the default depth of 10 lost the rest of a burst without an answer.
+        self._srv = self.create_service(SegmentAtPoints, "~/segment_at_points", self._on_segment_at_points,
+                                        qos_profile=QoSProfile(history=HistoryPolicy.KEEP_ALL,
+                                                               reliability=ReliabilityPolicy.RELIABLE))
+        defer_responses(self._srv)
         # rqt_image_view's mouse publishing sends geometry_msgs/Point: click.message_type point.
         click_type = Point if p("click.message_type") == "point" else PointStamped
         self._click_subs = [
-            self.create_subscription(click_type, "~/click", lambda m: self._on_click(m, 1), 10),
-            self.create_subscription(click_type, "~/click_negative", lambda m: self._on_click(m, 0), 10)]
+            self.create_subscription(click_type, "~/click", lambda m: self._queue_click(m, 1), 10),
+            self.create_subscription(click_type, "~/click_negative", lambda m: self._queue_click(m, 0), 10)]
 
         eng = self.segmentor.semantic.engine
         self.get_logger().info(
@@ -235,13 +254,42 @@ class OpenPixelNode(Node):
                 self._min_processed_ratio = param.value
             elif param.name == "click.session_timeout":
                 self._click_session.timeout = param.value
+            elif param.name == "click.queue_size":
+                self._prompts.capacity = param.value
+            elif param.name == "diagnostics_period":
+                self._diagnostics_timer.timer_period_ns = int(param.value * 1e9)
         return SetParametersResult(successful=True)
 
+    def effective_parameter_values(self) -> dict:
+        """Every run-time parameter as the running node applies it, read back from the objects
+        that use it (not from the parameter store): a test checks each one follows a change."""
+        adapter = self.segmentor.adapter
+        config = adapter.config if adapter is not None else None
+        values = {
+            "foreground_classes": list(self.segmentor.foreground_ids),
+            "overlay_alpha": self._alpha,
+            "label_upsampling": self.segmentor.semantic.label_upsampling,
+            "max_rate_hz": 1.0 / self._min_period if self._min_period else 0.0,
+            "click.queue_size": self._prompts.capacity,
+            "click.session_timeout": self._click_session.timeout,
+            "diagnostics_period": self._diagnostics_timer.timer_period_ns / 1e9,
+            "input_timeout": self._input_timeout,
+            "diagnostics.min_processed_ratio": self._min_processed_ratio,
+            "debug.engine_delay_ms": self._engine_delay * 1e3,
+        }
+        for name in self._specs:
+            if name.startswith("adaptation.") and config is not None:
+                values[name] = getattr(config, name[len("adaptation."):])
+        return values
+
     # -- input ------------------------------------------------------------------------
-    def _on_image(self, msg) -> None:
+    def _on_image(self, msg, info) -> None:
         now = time.monotonic()
         self._last_frame_time = now
         self._latest_msg = msg
+        missed = self._sequence_gaps.observe(msg.header.frame_id, info.get("publication_sequence_number"))
+        if missed:
+            self._drops.add("queue_overrun", missed)
         self._input_rate.tick()
         if self._enabled:  # ~/enable false: frames are seen (rates, clicks) but not segmented
             self._slot.put((msg, now))
@@ -265,6 +313,7 @@ class OpenPixelNode(Node):
         return image_msg_to_rgb(msg)
 
     def _report_error(self, text: str) -> None:
+        text = bounded(text)
         with self._stats_lock:
             self._errors += 1
             self._last_error = text
@@ -283,25 +332,28 @@ class OpenPixelNode(Node):
             if item is None:
                 continue
             if self._min_period and time.monotonic() - last_start < self._min_period:
+                self._drops.add("rate_limit")
                 continue  # rate cap: this frame is skipped, the next one is waited for
             last_start = time.monotonic()
             msg, received = item
             try:
                 self._process(msg, received)
             except (ImageDecodeError, ValueError) as exc:
+                self._drops.add("decode_error")
                 self._report_error(f"dropped frame from {self._sub.topic_name}: {exc}")
             except EngineError as exc:
+                self._drops.add("engine_error")
                 self._report_error(f"inference failed: {exc}")
             except Exception as exc:  # keep the node alive; the message says what happened
                 if not rclpy.ok():
                     break
+                self._drops.add("engine_error")
                 self._report_error(f"unexpected error on frame: {type(exc).__name__}: {exc}")
 
     def _process(self, msg, received: float) -> None:
         wanted = self._outputs_wanted()
         if not any(wanted.values()):
-            with self._stats_lock:
-                self._skipped_no_subscribers += 1
+            self._drops.add("no_subscribers")
             return
         rgb = self._decode(msg)
         header = msg.header
@@ -360,6 +412,32 @@ class OpenPixelNode(Node):
         return self._latest_frame()
 
     def _on_segment_at_points(self, request, response):
+        """Executor thread: queue the request (answered by the prompt worker) or refuse it now."""
+        deferred = DeferredResponse(lambda: self._segment_at_points(request, response),
+                                    failure=lambda exc: self._internal_error_response(response, exc))
+        if not self._prompts.submit(deferred.run):
+            response.success = False
+            response.message = f"busy: {self._prompts.queued} requests queued"
+            self.get_logger().warn(f"segment_at_points refused: {response.message}",
+                                   throttle_duration_sec=_LOG_THROTTLE_S)
+            return response
+        return deferred
+
+    def _internal_error_response(self, response, exc: Exception):
+        response.success = False
+        response.message = bounded(f"internal error: {type(exc).__name__}: {exc}")
+        self._report_error(f"segment_at_points: {response.message}")
+        return response
+
+    def _queue_click(self, msg: PointStamped, label: int) -> None:
+        if not self._prompts.submit(lambda: self._on_click(msg, label)):
+            with self._stats_lock:
+                self._clicks_dropped_busy += 1
+            self.get_logger().warn(f"click dropped: {self._prompts.queued} prompt requests queued",
+                                   throttle_duration_sec=_LOG_THROTTLE_S)
+
+    def _segment_at_points(self, request, response):
+        """Prompt worker: the answer to one ~/segment_at_points request."""
         t0 = time.perf_counter()
         try:
             header, rgb, key = self._frame_for_prompt(request.image)
@@ -377,7 +455,7 @@ class OpenPixelNode(Node):
                                             previous_mask=previous, image_size=rgb.shape[:2])
             result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
-            response.success, response.message = False, str(exc).splitlines()[0]
+            response.success, response.message = False, bounded(str(exc))
             self.get_logger().warn(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
@@ -403,7 +481,7 @@ class OpenPixelNode(Node):
             result = self.segmentor.segment_clicks(rgb, ClickSession.prompt(clicks, rgb.shape[:2]), key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             self._click_session.discard(clicks[-1])  # an invalid click must not poison the session
-            self._report_error(f"click at ({msg.x:.1f}, {msg.y:.1f}): {str(exc).splitlines()[0]}")
+            self._report_error(f"click at ({compact(msg.x)}, {compact(msg.y)}): {exc}")
             return
         self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
@@ -417,9 +495,14 @@ class OpenPixelNode(Node):
         with self._stats_lock:
             latency = np.percentile(self._latency_ms, [50, 95]) if self._latency_ms else (0.0, 0.0)
             engine = float(np.median(self._engine_ms)) if self._engine_ms else 0.0
+            drops = self._drops.snapshot()
+            drops["newest_frame"] = self._slot.dropped
             values = {
                 "frames_received": self._slot.received, "frames_processed": self._processed,
-                "frames_dropped": self._slot.dropped, "frames_skipped_no_subscribers": self._skipped_no_subscribers,
+                "frames_dropped": sum(drops.values()),
+                **{f"frames_dropped_{cause}": drops[cause] for cause in DROP_CAUSES},
+                "prompt_requests_queued": self._prompts.queued, "prompt_requests_accepted": self._prompts.accepted,
+                "prompt_requests_refused_busy": self._prompts.refused, "clicks_dropped_busy": self._clicks_dropped_busy,
                 "errors": self._errors, "last_error": self._last_error,
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
                 "engine_median_ms": f"{engine:.1f}",
@@ -465,6 +548,9 @@ class OpenPixelNode(Node):
 
     def destroy_node(self):
         # Also reached for a node whose __init__ failed half-way (rclpy's context cleanup).
+        prompts = getattr(self, "_prompts", None)
+        if prompts is not None:
+            prompts.close()  # answers the queued service calls first
         slot, worker = getattr(self, "_slot", None), getattr(self, "_worker", None)
         if slot is not None:
             slot.close()
@@ -484,9 +570,12 @@ def _bbox(mask: np.ndarray) -> RegionOfInterest:
 
 
 def main(args=None) -> int:
-    # A prompt request runs on the executor's thread and pauses frame intake meanwhile (never
-    # queueing: depth 1, newest frame kept); inference has its own worker thread.
-    return run_node(OpenPixelNode, "openpixel", (StartupError,), args)
+    # A corrupt frame is reported once, in our own bounded line; OpenCV's decoder warnings
+    # would add an unthrottled line per frame.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    # Inference and prompt requests have their own worker threads; the executor's thread only
+    # hands messages over.
+    return run_node(OpenPixelNode, "openpixel", args)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
+
+from ..log_text import compact
 
 
 @dataclass(frozen=True)
@@ -19,21 +22,41 @@ class ParamSpec:
     max: Optional[float] = None
     check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error message or None
 
+    @property
+    def type_name(self) -> str:
+        """The ROS parameter type, as users write it in YAML and on the command line."""
+        return _TYPE_NAMES[type(self.default)]
+
     def validate(self, value) -> Optional[str]:
-        """None when ``value`` is acceptable, else a one-line reason."""
+        """None when ``value`` is acceptable, else a one-line reason.
+
+        Floats must be finite: NaN passes every ``<``/``>`` comparison, so it is refused first.
+        """
+        if not _same_kind(value, self.default):
+            return f"{self.name} must be {self.type_name}, got {type(value).__name__} {compact(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.name} must be a finite number, got {value}"
         if self.choices is not None and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {compact(value)}"
         if self.min is not None and value < self.min:
-            return f"{self.name} must be >= {self.min}, got {value}"
+            return f"{self.name} must be >= {self.min}, got {compact(value)}"
         if self.max is not None and value > self.max:
-            return f"{self.name} must be <= {self.max}, got {value}"
+            return f"{self.name} must be <= {self.max}, got {compact(value)}"
         if self.check is not None:
             return self.check(value)
         return None
 
 
-def _nonempty_topic(value):
-    return None if value else "topic names must not be empty"
+_TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a string array"}
+
+
+def _same_kind(value, default) -> bool:
+    """``value`` has the parameter's declared type (bool is not an integer here)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, list):
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return isinstance(value, type(default))
 
 
 NODE_PARAMETERS = (
@@ -88,6 +111,9 @@ NODE_PARAMETERS = (
               choices=("classical", "sam", "openpixel")),
     ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
               "beside it, see docs/interactive.md) or the OpenPixel model; unused by classical.", read_only=True),
+    ParamSpec("click.queue_size", 8, "Prompt requests (service calls and clicks) that may wait for the prompt "
+              "worker. A service call beyond this is answered at once with success=false and 'busy: N "
+              "requests queued'; a click beyond it is dropped (counted in diagnostics).", min=1, max=1000),
     ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
               "one object) until this many seconds pass without a click.", min=0.5, max=3600.0),
     ParamSpec("click.message_type", "point_stamped", "Message type of ~/click and ~/click_negative: "
@@ -119,10 +145,12 @@ def _yaml_value(value) -> str:
     return json.dumps(value)
 
 
-# The params file's node key. "/**" matches every node name in every namespace, so the file still
-# applies under `-r __ns:=/front`, a launch file's namespace or a renamed node (a plain "openpixel:"
-# key silently matches only /openpixel).
-PARAMS_FILE_NODE_KEY = "/**"
+# The params file's node key. "/**/openpixel" matches the node in every namespace, so the file still
+# applies under `-r __ns:=/front` or a launch file's namespace (a plain "openpixel:" key silently
+# matches only /openpixel). Not "/**": rcl keeps `-p` overrides under "/**" too, and a `-p` of
+# another type than the file's value for the same key is then silently lost (rcl's variant keeps
+# both; rclpy reads the file's), so `-p overlay_alpha:=abc` would not even be refused.
+PARAMS_FILE_NODE_KEY = "/**/openpixel"
 
 
 def render_params_yaml(node_name: str = "openpixel", specs=None) -> str:
@@ -131,7 +159,7 @@ def render_params_yaml(node_name: str = "openpixel", specs=None) -> str:
     lines = [f"# Parameters of {node_name}_node. Generated from openpixel_ros/node/parameters.py",
              "# (python -m openpixel_ros.node.parameters --yaml); docs/nodes.md explains each.",
              "# '(start-up)' parameters are read once; the others can be changed with ros2 param set.",
-             "# Keyed /** so that it applies whatever the node's namespace or name (one node per process).",
+             "# Keyed /**/openpixel: it applies to the node in any namespace (rename the node, rename the key).",
              f"{_yaml_value(PARAMS_FILE_NODE_KEY)}:", "  ros__parameters:"]
     for spec in specs if specs is not None else all_parameters():
         note = " (start-up)" if spec.read_only else ""

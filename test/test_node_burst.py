@@ -1,0 +1,155 @@
+"""A burst of concurrent ~/segment_at_points calls while frames stream: every call is answered
+(a result or a clear "busy"), the label stream keeps going, and every frame is accounted for."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from onnx_models import linear_classifier
+from openpixel_ros.node.image_messages import array_to_image_msg
+from openpixel_ros.srv import SegmentAtPoints
+from ros_helpers import NodeProcess, Probe, node_command
+from test_node import BIAS, CLASSES, WEIGHTS, make_frame
+
+CALLS, CLIENTS, QUEUE = 100, 5, 8
+H, W = 120, 160
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "linear.onnx"
+    linear_classifier(path, WEIGHTS, BIAS, classes=CLASSES)
+    return path
+
+
+def _diag(messages):
+    values = [{kv.key: kv.value for kv in s.values} for d in messages for s in d.status
+              if s.name.endswith("segmentation")]
+    return values[-1] if values else {}
+
+
+def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, model):
+    rclpy.init()
+    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_burst",
+                                    "-r", "image:=/burst_cam/image",
+                                    "-p", "adaptation.enabled:=false", "-p", "diagnostics_period:=0.2",
+                                    "-p", f"click.queue_size:={QUEUE}"), ros_env)
+    probe = Probe("test_burst")
+    clients = [rclpy.create_node(f"burst_client_{i}") for i in range(CLIENTS)]
+    try:
+        labels = probe.subscribe(Image, "/openpixel_burst/label")
+        diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
+        pub = probe.node.create_publisher(Image, "/burst_cam/image", 10)
+        # A client's own response queue (default depth 10) drops answers that arrive faster than it
+        # takes them: a client with many calls in flight needs a deeper one (docs/nodes.md).
+        deep = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+        services = [c.create_client(SegmentAtPoints, "/openpixel_burst/segment_at_points", qos_profile=deep)
+                    for c in clients]
+        assert all(s.wait_for_service(timeout_sec=20) for s in services), "service never appeared"
+        assert probe.wait_for_subscriber(pub)
+        frame = make_frame(H, W)
+        sent = [0]
+
+        def publish_frame():
+            header = Header(frame_id="burst_cam")
+            header.stamp.sec, header.stamp.nanosec = 1000 + sent[0], 0
+            pub.publish(array_to_image_msg(frame, header))
+            sent[0] += 1
+
+        assert probe.spin_until(lambda: labels, timeout=20, every=publish_frame, period=1 / 30)
+        executor = rclpy.executors.SingleThreadedExecutor()
+        for c in clients:
+            executor.add_node(c)
+
+        def spin_all(condition, timeout):
+            end = time.monotonic() + timeout
+            next_frame = 0.0
+            while time.monotonic() < end and not condition():
+                if time.monotonic() >= next_frame:
+                    publish_frame()
+                    next_frame = time.monotonic() + 1 / 30
+                executor.spin_once(timeout_sec=0.005)
+                rclpy.spin_once(probe.node, timeout_sec=0.0)
+            return condition()
+
+        labels_before = len(labels)
+        request = SegmentAtPoints.Request(points=[Point(x=20.0, y=20.0)], labels=[1])  # latest camera frame
+        futures = [services[i % CLIENTS].call_async(request) for i in range(CALLS)]
+        assert spin_all(lambda: all(f.done() for f in futures), timeout=60), \
+            f"{sum(not f.done() for f in futures)} of {CALLS} calls never answered"
+        labels_during = len(labels) - labels_before
+        results = [f.result() for f in futures]
+        ok = [r for r in results if r.success]
+        busy = [r for r in results if not r.success]
+        for r in busy:
+            assert r.message.startswith("busy: ") and r.message.endswith(" requests queued"), r.message
+        for r in ok:
+            assert (r.mask.width, r.mask.height) == (W, H) and r.area > 0, r.message
+        assert ok, "no call got a result"
+        assert labels_during >= 5, f"only {labels_during} labels while the burst was served"
+
+        # Stop the camera; then every received frame is processed or dropped with a cause.
+        last = sent[0]
+        assert probe.spin_until(lambda: any(m.header.stamp.sec == 1000 + last - 1 for m in labels) or
+                                int(_diag(diagnostics).get("frames_received", -1)) >= last, timeout=10)
+        seen = len(diagnostics)
+        probe.spin_until(lambda: len(diagnostics) > seen + 2, timeout=5)
+        diag = _diag(diagnostics)
+        causes = {k[len("frames_dropped_"):]: int(v) for k, v in diag.items() if k.startswith("frames_dropped_")}
+        received, processed = int(diag["frames_received"]), int(diag["frames_processed"])
+        assert received + causes["queue_overrun"] <= sent[0]
+        assert received == processed + sum(v for k, v in causes.items() if k != "queue_overrun"), diag
+        assert int(diag["frames_dropped"]) == sum(causes.values())
+        assert int(diag["prompt_requests_accepted"]) + int(diag["prompt_requests_refused_busy"]) == CALLS
+        assert int(diag["prompt_requests_refused_busy"]) == len(busy)
+        print(f"burst: {len(ok)} results, {len(busy)} busy, {labels_during} labels meanwhile; {diag}")
+        assert proc.alive()
+    finally:
+        for c in clients:
+            c.destroy_node()
+        probe.destroy()
+        log = proc.stop()
+        rclpy.try_shutdown()
+    assert "Traceback" not in log, log
+
+
+def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, model):
+    """Frames overwritten in the subscription queue (depth 1) before the node took them are
+    counted from gaps in the publisher's sequence numbers: received + overrun == published."""
+    rclpy.init()
+    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_overrun",
+                                    "-r", "image:=/overrun_cam/image", "-p", "adaptation.enabled:=false",
+                                    "-p", "diagnostics_period:=0.2"), ros_env)
+    probe = Probe("test_overrun")
+    try:
+        labels = probe.subscribe(Image, "/openpixel_overrun/label")
+        diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
+        pub = probe.node.create_publisher(Image, "/overrun_cam/image", 10)
+        assert probe.wait_for_subscriber(pub)
+        msg = array_to_image_msg(np.zeros((480, 640, 3), np.uint8), Header(frame_id="overrun_cam"))
+        assert probe.spin_until(lambda: labels, timeout=20, every=lambda: pub.publish(msg), period=0.5)
+        probe.spin_until(lambda: False, timeout=1.0)
+        seen = _diag(diagnostics)
+        base_received = int(seen["frames_received"]) + int(seen["frames_dropped_queue_overrun"])
+        for _ in range(300):  # back to back: faster than the node's executor takes them
+            pub.publish(msg)
+        probe.spin_until(lambda: False, timeout=1.5)
+        pub.publish(msg)  # a last frame after a pause shows the gap before it
+        probe.spin_until(lambda: False, timeout=1.5)
+        diag = _diag(diagnostics)
+        received, overrun = int(diag["frames_received"]), int(diag["frames_dropped_queue_overrun"])
+        print(f"overrun: 301 published, {received + overrun - base_received} accounted, {overrun} overrun")
+        assert received + overrun - base_received == 301, diag
+        assert overrun > 0, "the burst never overran the queue: the test proves nothing"
+    finally:
+        probe.destroy()
+        proc.stop()
+        rclpy.try_shutdown()

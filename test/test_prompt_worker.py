@@ -1,0 +1,58 @@
+"""The pieces behind 'no lost call, no silent drop, bounded lines': prompt queue, sequence gaps, log text."""
+import threading
+
+from openpixel_ros.log_text import MAX_LINE, bounded, compact
+from openpixel_ros.node.frame_drops import SequenceGaps
+from openpixel_ros.node.prompt_worker import DeferredResponse, PromptWorker
+
+
+def test_queue_refuses_beyond_capacity_and_runs_every_accepted_job():
+    errors, done = [], []
+    release = threading.Event()
+    worker = PromptWorker(2, on_error=errors.append)
+    started = threading.Event()
+    assert worker.submit(lambda: (started.set(), release.wait(5)))  # occupies the worker
+    assert started.wait(5)
+    assert worker.submit(lambda: done.append(1)) and worker.submit(lambda: done.append(2))
+    assert not worker.submit(lambda: done.append(3))  # two already waiting
+    assert (worker.queued, worker.accepted, worker.refused) == (2, 3, 1)
+    worker.submit(lambda: 1 / 0)  # refused too: still full
+    release.set()
+    worker.close()
+    assert done == [1, 2] and worker.queued == 0 and not errors
+
+
+def test_a_failing_job_is_reported_and_the_worker_goes_on():
+    errors, done = [], []
+    worker = PromptWorker(4, on_error=errors.append)
+    worker.submit(lambda: 1 / 0)
+    worker.submit(lambda: done.append("after"))
+    worker.close()
+    assert done == ["after"] and len(errors) == 1 and "ZeroDivisionError" in errors[0]
+
+
+def test_deferred_response_is_sent_with_the_header_even_when_compute_fails():
+    sent = []
+    ok = DeferredResponse(lambda: "answer", failure=lambda exc: f"failed: {exc}")
+    bad = DeferredResponse(lambda: 1 / 0, failure=lambda exc: "failed")
+    for deferred, header in ((ok, "h1"), (bad, "h2")):
+        runner = threading.Thread(target=deferred.run)
+        runner.start()  # the worker may start before the executor hands over the header
+        deferred.bind(lambda response, h: sent.append((response, h)), header)
+        runner.join(5)
+    assert sent == [("answer", "h1"), ("failed", "h2")]
+
+
+def test_sequence_gaps_count_missed_messages_per_frame_id():
+    gaps = SequenceGaps()
+    assert [gaps.observe("cam", s) for s in (5, 6, 9, 10)] == [0, 0, 2, 0]
+    assert gaps.observe("other", 100) == 0 and gaps.observe("cam", 12) == 1
+    assert gaps.observe("cam", 3) == 0  # restarted camera: starts over, no gap
+    assert gaps.observe("cam", None) == 0 and gaps.observe("cam", 2 ** 64 - 1) == 0  # unsupported by the rmw
+
+
+def test_log_text_is_bounded():
+    assert compact(1e300) == "1e+300" and compact(float("nan")) == "nan" and compact(0.5) == "0.5"
+    assert len(compact("x" * 5000)) <= 60 and len(compact(list(range(100)))) <= 60
+    line = bounded("a" * 10_000 + "\nsecond line")
+    assert len(line) == MAX_LINE and line.endswith("...") and "second" not in line
