@@ -168,3 +168,19 @@ def test_new_configuration_errors_are_named():
                          ({"model": {"conditioning_size": 4}}, "conditioning_size")]:
         with pytest.raises(ConfigError, match=message):
             config_from_dict(bad)
+
+
+def test_click_simulation_rounds_run_the_decoder_in_eval_mode(tmp_path):
+    """Issue 12, item 1: the no-grad click rounds predict as evaluation does (decoder BatchNorms on
+    their running statistics, not updated by those passes); only the training pass is in train mode."""
+    config = copy.deepcopy(TINY)
+    config["clicks"] = {"max_iterations": 6}
+    trainer = Trainer(config_from_dict({**config, "output_dir": str(tmp_path)}), log=None)
+    modes = []
+    norms = [m for m in trainer.model.decoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    norms[0].register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    steps = 4
+    trainer.run(max_steps=steps, log=None)
+    assert modes.count(True) == steps  # one training pass per step
+    assert modes.count(False) > 0  # the simulation rounds, all in eval mode

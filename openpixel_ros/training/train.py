@@ -277,6 +277,9 @@ class Trainer:
                                             ignore=ign) for gt, ign in zip(gts, ignore)]
             previous = [None] * len(keep)
             f4, f8 = features_s4[keep], features_s8[keep]
+            # The simulation rounds predict as evaluation does: the decoder in eval mode, so its
+            # BatchNorms use their running statistics and these passes do not update them (RITM).
+            self.model.decoder.eval()
             with torch.no_grad():
                 for _ in range(int(rng.integers(0, cfg.clicks.max_iterations + 1))):
                     prompts = self._prompts(clicks, previous, input_hw)
@@ -288,6 +291,7 @@ class Trainer:
                             clicks[i].append(click)
                     if cfg.clicks.previous_mask:
                         previous = list(torch.sigmoid(mask_logits[:, 0]).cpu().numpy())
+            self.model.decoder.train()
             mask_logits, score = self.model.decode(f4, f8, self._prompts(clicks, previous, input_hw))
             target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32)).to(self.device)
             valid = torch.from_numpy(~np.stack(ignore)[:, None]).float().to(self.device)
