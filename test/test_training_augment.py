@@ -184,3 +184,25 @@ def test_click_simulation_rounds_run_the_decoder_in_eval_mode(tmp_path):
     trainer.run(max_steps=steps, log=None)
     assert modes.count(True) == steps  # one training pass per step
     assert modes.count(False) > 0  # the simulation rounds, all in eval mode
+
+
+def test_click_simulation_feeds_the_previous_mask_as_evaluation_does(tmp_path, monkeypatch):
+    """Issue 12, item 2: the previous mask is the binary prediction at the input's size (what the
+    protocol passes to the engine), not sigmoid probabilities on the 1/4 grid."""
+    import openpixel_ros.training.train as train_module
+
+    seen = []
+    real = train_module.render_prompt_maps
+
+    def spy(input_hw, positive, negative, previous_mask=None, **kwargs):
+        if previous_mask is not None:
+            seen.append((tuple(input_hw), np.asarray(previous_mask)))
+        return real(input_hw, positive, negative, previous_mask=previous_mask, **kwargs)
+
+    monkeypatch.setattr(train_module, "render_prompt_maps", spy)
+    config = copy.deepcopy(TINY)
+    config["clicks"] = {"max_iterations": 6}
+    Trainer(config_from_dict({**config, "output_dir": str(tmp_path)}), log=None).run(max_steps=4, log=None)
+    assert seen
+    for input_hw, previous in seen:
+        assert previous.shape == input_hw and set(np.unique(previous)) <= {0.0, 1.0}

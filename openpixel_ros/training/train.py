@@ -290,7 +290,10 @@ class Trainer:
                         if click is not None:
                             clicks[i].append(click)
                     if cfg.clicks.previous_mask:
-                        previous = list(torch.sigmoid(mask_logits[:, 0]).cpu().numpy())
+                        # What evaluation feeds (eval/click_protocol.py through the engine): the binary
+                        # prediction at the input's size, area-averaged onto the prompt grid by
+                        # render_prompt_maps; not the sigmoid on the grid (issue 12, item 2).
+                        previous = list((full[:, 0] > 0).float().cpu().numpy())
             self.model.decoder.train()
             mask_logits, score = self.model.decode(f4, f8, self._prompts(clicks, previous, input_hw))
             target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32)).to(self.device)
