@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import SHARED, print_table, time_ms, write_results  # noqa: E402
 from openpixel_ros.adaptation import (AdaptationConfig, LightingAdapter, complexity_score,  # noqa: E402
                                       compute_stats)
-from openpixel_ros.eval.lighting import darken, dusk  # noqa: E402
+from openpixel_ros.lighting_shifts import darken, dusk  # noqa: E402
 
 
 def daylight_frame_1080p() -> tuple:

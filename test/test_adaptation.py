@@ -14,7 +14,8 @@ from skimage.metrics import peak_signal_noise_ratio
 from openpixel_ros.adaptation import (CONDITIONING_LAYOUT, CONDITIONING_SIZE, AdaptationConfig,
                                       LightingAdapter, LightingStats, ScoreSmoother, complexity_score,
                                       compute_stats, estimate_noise, score_terms)
-from openpixel_ros.eval.lighting import SHIFTS, darken, dusk, shift_rng
+from openpixel_ros.eval.lighting import shift_rng
+from openpixel_ros.lighting_shifts import SHIFTS, darken, dusk
 from openpixel_ros.semantic import SemanticSegmenter
 
 

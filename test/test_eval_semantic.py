@@ -14,7 +14,8 @@ from conftest import REPO, shared_path
 from onnx_models import expected_linear_labels, linear_classifier
 from openpixel_ros.eval.__main__ import main as eval_main
 from openpixel_ros.eval.common import ClassMap, ConfusionMatrix, load_labels, pair_by_stem
-from openpixel_ros.eval.lighting import SHIFTS, shift_rng
+from openpixel_ros.eval.lighting import shift_rng
+from openpixel_ros.lighting_shifts import SHIFTS
 
 CLASS_MAPS = REPO / "config" / "class_maps"
 CAMVID = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",

@@ -19,7 +19,7 @@ from dataclasses import fields
 
 import numpy as np
 
-from ..lighting_shifts import EXTRA_SHIFTS, SHIFTS, darken, dusk, gamma_shift, low_contrast  # noqa: F401
+from ..lighting_shifts import EXTRA_SHIFTS, SHIFTS
 from .common import (ConfusionMatrix, add_data_arguments, class_map_for, load_labels, load_rgb,
                      load_segmenter, pair_by_stem, progress, write_json)
 

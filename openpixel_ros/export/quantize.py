@@ -30,9 +30,6 @@ import onnx
 
 from openpixel_ros.model_contract import METADATA_KEY, load_contract, parse_contract, write_sidecar
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
 def variant_path(encoder_path, precision: str) -> Path:
     """``X.encoder.onnx`` -> ``X.<precision>.encoder.onnx``."""
     encoder_path = Path(encoder_path)
@@ -50,9 +47,9 @@ def calibration_feeds(contract, images_dir, count: int = 64, seed: int = 0) -> l
     from openpixel_ros.adaptation import LightingAdapter
     from openpixel_ros.model_io import ModelInput
 
-    paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"no calibration images in {images_dir}")
+    from openpixel_ros.engines.tensorrt_plan import list_calibration_images
+
+    paths = list_calibration_images(images_dir, limit=None)
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in sorted(rng.choice(len(paths), min(count, len(paths)), replace=False))]
     model_input = ModelInput(contract)

@@ -21,7 +21,7 @@ from openpixel_ros.lighting_shifts import random_lighting_shift
 from .config import DataConfig
 
 
-def geometry_matrix(src_hw, crop_hw, scale: float, origin, flip: bool) -> np.ndarray:
+def geometry_matrix(crop_hw, scale: float, origin, flip: bool) -> np.ndarray:
     """2x3 affine matrix: source pixel centres scaled by ``scale``, shifted so the crop starts at
     ``origin`` (x, y, in scaled pixels; negative pads), mirrored when ``flip``."""
     x0, y0 = origin
@@ -60,7 +60,7 @@ class SampleAugmenter:
                 rgb, labels = rgb[:, ::-1], labels[:, ::-1]
             return np.ascontiguousarray(rgb), np.ascontiguousarray(labels)
         origin = (_origin(rng, w * scale, crop_hw[1]), _origin(rng, h * scale, crop_hw[0]))
-        matrix = geometry_matrix((h, w), crop_hw, scale, origin, flip)
+        matrix = geometry_matrix(crop_hw, scale, origin, flip)
         size = (crop_hw[1], crop_hw[0])
         rgb = cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                              borderValue=(0, 0, 0))
@@ -83,11 +83,3 @@ class SampleAugmenter:
                 conditioning = np.zeros_like(conditioning)
         return np.ascontiguousarray(rgb), labels, conditioning
 
-
-def adapt_for_validation(rgb: np.ndarray, adapter: Optional[LightingAdapter]):
-    """What the node does to a still frame with default adaptation: ``(frame, conditioning or None)``."""
-    if adapter is None:
-        return rgb, None
-    adapter.reset()
-    frame, state = adapter.process(rgb)
-    return frame, adapter.conditioning_vector(state)

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from openpixel_ros.adaptation import LightingAdapter
 from openpixel_ros.eval.common import ConfusionMatrix
 
-from .augment import adapt_for_validation
 from .data import to_model_input
 
 
@@ -29,10 +28,12 @@ def evaluate(model, dataset, class_names, ignore_index: int, device, batch_size:
         for start in range(0, len(dataset), batch_size):
             images, vectors, labels = [], [], []
             for index in range(start, min(len(dataset), start + batch_size)):
-                rgb, label = dataset[index]
-                frame, vector = adapt_for_validation(rgb, adapter)
+                frame, label = dataset[index]
+                if adapter is not None:  # what the node does to a still frame
+                    adapter.reset()
+                    frame, state = adapter.process(frame)
+                    vectors.append(adapter.conditioning_vector(state))
                 images.append(to_model_input(frame))
-                vectors.append(vector)
                 labels.append(label)
             image_t = torch.from_numpy(np.stack(images)).to(device)
             vector_t = torch.from_numpy(np.stack(vectors)).to(device) if conditioning else None
