@@ -37,3 +37,12 @@ def ros_env() -> dict:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture(scope="module")
+def rcl():
+    """rclpy initialised for one test module's in-process probes (shut down after it)."""
+    import rclpy
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()

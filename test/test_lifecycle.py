@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from sensor_msgs.msg import Image
@@ -11,13 +10,6 @@ from sensor_msgs.msg import Image
 from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
 from ros_helpers import NodeProcess, Probe, node_command
-
-
-@pytest.fixture(scope="module")
-def rcl():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import rclpy
 import yaml
 from rcl_interfaces.srv import GetParameters
 from sensor_msgs.msg import Image
@@ -17,13 +15,6 @@ from ros_helpers import REPO, NodeProcess, Probe, node_command
 WEIGHTS = [[4.0, -2.0, -2.0], [-2.0, 4.0, -2.0], [-2.0, -2.0, 4.0]]
 BIAS = [0.0, 0.0, 0.0]
 OVERLAY_ALPHA = 0.25  # not the default: the test must see the file's value, not the built-in one
-
-
-@pytest.fixture(scope="module")
-def rcl():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def test_params_file_applies_under_a_namespace(tmp_path, ros_env, rcl):

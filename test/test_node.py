@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -38,13 +37,6 @@ def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "linear.onnx"
     linear_classifier(path, WEIGHTS, BIAS, classes=CLASSES)
     return path
-
-
-@pytest.fixture(scope="module")
-def rcl():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def _start(ros_env, model, *extra):

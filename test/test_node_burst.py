@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
@@ -13,21 +12,13 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.srv import SegmentAtPoints
 from ros_helpers import NodeProcess, Probe, node_command
-from test_node import BIAS, CLASSES, WEIGHTS, make_frame
+from test_node import make_frame, model  # noqa: F401 (model: fixture)
 
 CALLS, CLIENTS, QUEUE = 100, 5, 8
 H, W = 120, 160
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "linear.onnx"
-    linear_classifier(path, WEIGHTS, BIAS, classes=CLASSES)
-    return path
 
 
 def _diag(messages):

@@ -8,7 +8,6 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
@@ -16,7 +15,6 @@ from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from onnx_models import linear_classifier
 from openpixel_ros.image_codec import SUPPORTED_ENCODINGS, encode_compressed, encode_raw
 from openpixel_ros.log_text import MAX_LINE
 from openpixel_ros.node.image_messages import array_to_image_msg, byte_array
@@ -24,23 +22,9 @@ from openpixel_ros.node.parameters import all_parameters
 from openpixel_ros.semantic import SemanticSegmenter
 from openpixel_ros.srv import SegmentAtPoints
 from ros_helpers import NodeProcess, Probe, node_command
-from test_node import BIAS, CLASSES, WEIGHTS, make_frame
+from test_node import make_frame, model  # noqa: F401 (model: fixture)
 
 H, W = 48, 64
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "linear.onnx"
-    linear_classifier(path, WEIGHTS, BIAS, classes=CLASSES)
-    return path
-
-
-@pytest.fixture(scope="module")
-def rcl():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 class Harness:

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Point
 from rcl_interfaces.srv import GetParameters
@@ -20,13 +19,6 @@ from ros_helpers import NodeProcess, Probe, node_command
 
 CLASSES = ["red", "green", "blue"]
 CAMERA_HZ = 20.0
-
-
-@pytest.fixture(scope="module")
-def rcl():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="module")
