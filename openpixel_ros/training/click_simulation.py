@@ -104,3 +104,80 @@ def random_initial_clicks(gt: np.ndarray, rng: np.random.Generator, max_positive
             row, col = _pick(distance, rng, interior_fraction)
             clicks.append(Click(row, col, positive))
     return clicks
+
+
+# -- scribbles -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scribble:
+    """A stroke: ``points`` are ``(x, y)`` pixel centres in continuous coordinates, as :attr:`Click.xy`."""
+
+    points: tuple
+    positive: bool
+
+
+def scribble_in(region: np.ndarray, positive: bool, rng: Optional[np.random.Generator] = None,
+                depth_fraction: float = 0.3, step: float = 3.0) -> Optional[Scribble]:
+    """A stroke a user would draw inside ``region``: through its interior-most point (a sampled deep
+    point with ``rng``), along the main axis of the region's core (the pixels at least
+    ``depth_fraction`` of the maximum depth deep), ending where it would leave the core.
+
+    With ``rng`` the direction is jittered and each half of the stroke is randomly shortened, so
+    training sees varied strokes; without it the stroke is deterministic (the scribble protocol).
+    Returns None for an empty region.
+    """
+    distance = interior_distance(np.asarray(region, bool))
+    deepest = float(distance.max())
+    if deepest <= 0:
+        return None
+    row, col = _pick(distance, rng, 0.5)
+    core = (distance >= max(depth_fraction * deepest, 1e-6)).astype(np.uint8)
+    core[row, col] = 1
+    _, components = cv2.connectedComponents(core, connectivity=8)
+    ys, xs = np.nonzero(components == components[row, col])
+    angle = 0.0
+    if len(xs) > 2:
+        cov = np.cov(np.stack([xs, ys]).astype(np.float64))
+        values, vectors = np.linalg.eigh(cov)
+        axis = vectors[:, int(np.argmax(values))]
+        angle = float(np.arctan2(axis[1], axis[0]))
+    if rng is not None:
+        angle += float(rng.normal(0.0, 0.35))
+    inside = components == components[row, col]
+    h, w = inside.shape
+    halves = []
+    for direction in (1.0, -1.0):
+        dx, dy = direction * step * np.cos(angle), direction * step * np.sin(angle)
+        x, y, half = float(col), float(row), []
+        while True:
+            x, y = x + dx, y + dy
+            c, r = int(round(x)), int(round(y))
+            if not (0 <= c < w and 0 <= r < h and inside[r, c]):
+                break
+            half.append((c, r))
+        if rng is not None and half:
+            half = half[:max(1, int(round(len(half) * rng.uniform(0.4, 1.0))))]
+        halves.append(half)
+    pixels = halves[1][::-1] + [(col, row)] + halves[0]
+    return Scribble(tuple((c + 0.5, r + 0.5) for c, r in pixels), bool(positive))
+
+
+def largest_error(pred: np.ndarray, gt: np.ndarray, ignore: Optional[np.ndarray] = None):
+    """``(region, positive)``: the false negatives or false positives, whichever error is deeper
+    (false negatives on ties, as :func:`next_click`); None when there is no error."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    care = np.ones_like(gt) if ignore is None else ~np.asarray(ignore, bool)
+    false_negative = gt & ~pred & care
+    false_positive = pred & ~gt & care
+    fn_max, fp_max = interior_distance(false_negative).max(), interior_distance(false_positive).max()
+    if max(fn_max, fp_max) <= 0:
+        return None
+    return (false_negative, True) if fn_max >= fp_max else (false_positive, False)
+
+
+def next_scribble(pred: np.ndarray, gt: np.ndarray, ignore: Optional[np.ndarray] = None,
+                  rng: Optional[np.random.Generator] = None) -> Optional[Scribble]:
+    """A corrective stroke inside the largest error of ``pred`` (positive in a false negative)."""
+    error = largest_error(pred, gt, ignore)
+    if error is None:
+        return None
+    return scribble_in(error[0], error[1], rng)

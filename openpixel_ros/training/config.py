@@ -69,6 +69,10 @@ class DataConfig:
     cache: bool = True  # keep decoded images in memory (CamVid train: about 190 MB)
     ignore_index: int = 255
     background_classes: tuple = (0,)  # classes never chosen as a click object
+    # kind objects: the click-training mixture. Each source is {images, masks} (one object mask per
+    # image: 0/255, GrabCut 128 band or DAVIS palette) or {images, labels, object_classes, ignore_index}
+    # (a class-label folder whose listed classes' connected components are objects).
+    sources: list = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +102,9 @@ class ClickConfig:
     max_iterations: int = 3
     sigma: float = 8.0
     previous_mask: bool = True
+    # Probability that a sample is prompted with scribbles instead of clicks: one positive stroke,
+    # then one corrective stroke per simulation round (click_simulation.scribble_in).
+    scribble_prob: float = 0.0
 
 
 @dataclass
@@ -113,6 +120,10 @@ class LoopConfig:
     # sets; only meaningful with pretrained weights. false: train them, after calibrating their
     # statistics on training batches so that the pretrained function is kept at step 0.
     freeze_backbone_bn: bool = False
+    # true: train the click decoder only; the encoder (backbone, pyramid, FiLM, semantic head) keeps
+    # init_checkpoint's weights bit for bit, so the semantic model is unchanged.
+    freeze_encoder: bool = False
+    keep_every: int = 0  # steps; also keep step_<N>.pt copies (learning curves); 0: only last.pt
     threads: int = 2  # CPU threads
     device: str = "auto"  # auto (cuda when present), cuda (falls back to cpu when absent) or cpu
 
@@ -122,6 +133,7 @@ class TrainConfig:
     seed: int = 0
     output_dir: str = "out/train"
     pretrained_tflite: Optional[str] = None
+    init_checkpoint: Optional[str] = None  # start from this OpenPixel checkpoint's weights (not its optimiser)
     model: OpenPixelConfig = field(default_factory=OpenPixelConfig)
     model_info: ModelInfo = field(default_factory=ModelInfo)
     data: DataConfig = field(default_factory=DataConfig)
@@ -150,10 +162,25 @@ def config_from_dict(data: dict) -> TrainConfig:
     sections["data"].background_classes = tuple(sections["data"].background_classes)
     sections["model"].decoder_dilations = tuple(sections["model"].decoder_dilations)
     config = TrainConfig(**data, **sections)
-    if config.data.kind not in ("synthetic", "folder"):
-        raise ConfigError(f"data.kind must be synthetic or folder, not {config.data.kind!r}")
+    if config.data.kind not in ("synthetic", "folder", "objects"):
+        raise ConfigError(f"data.kind must be synthetic, folder or objects, not {config.data.kind!r}")
     if config.data.kind == "folder" and not (config.data.images and config.data.labels):
         raise ConfigError("data.kind folder needs data.images and data.labels")
+    if config.data.kind == "objects":
+        if not config.data.sources:
+            raise ConfigError("data.kind objects needs data.sources")
+        for i, source in enumerate(config.data.sources):
+            if not isinstance(source, dict) or "images" not in source:
+                raise ConfigError(f"data.sources[{i}] needs images and masks (or labels)")
+            if "masks" not in source and not {"labels", "object_classes", "ignore_index"} <= set(source):
+                raise ConfigError(f"data.sources[{i}] needs masks, or labels with object_classes and ignore_index")
+        if not config.clicks.enabled or not config.train.freeze_encoder:
+            raise ConfigError("data.kind objects trains the click decoder only: it needs clicks.enabled "
+                              "and train.freeze_encoder (object masks carry no semantic classes)")
+    if config.train.freeze_encoder and not config.init_checkpoint:
+        raise ConfigError("train.freeze_encoder needs init_checkpoint: a frozen random encoder learns nothing")
+    if not 0.0 <= config.clicks.scribble_prob <= 1.0:
+        raise ConfigError("clicks.scribble_prob must be in [0, 1]")
     if config.optimizer.name not in ("adamw", "sgd"):
         raise ConfigError(f"optimizer.name must be adamw or sgd, not {config.optimizer.name!r}")
     if config.schedule.name not in ("poly", "cosine", "constant"):
@@ -174,6 +201,9 @@ def config_from_dict(data: dict) -> TrainConfig:
     for name in ("lighting_prob", "correction_prob", "conditioning_dropout"):
         if not 0.0 <= getattr(d, name) <= 1.0:
             raise ConfigError(f"data.{name} must be in [0, 1]")
+    if config.train.validate_every and d.kind == "objects":
+        raise ConfigError("train.validate_every scores semantic classes; kind objects has none "
+                          "(score click checkpoints with eval clicks)")
     if config.train.validate_every and d.kind == "folder" and not (d.val_images and d.val_labels):
         raise ConfigError("train.validate_every needs data.val_images and data.val_labels")
     if config.loss.class_weighting not in CLASS_WEIGHTINGS:

@@ -1,8 +1,10 @@
 """Training samples: an RGB image, its class-id label image, and one object for the click head.
 
-Two sources: generated shapes (deterministic per index, for tests and smoke
-runs) and a folder of images with label PNGs of the same stem (the CamVid
-layout of ``../shared/datasets/camvid``). Randomness (flips, object choice)
+Sources: generated shapes (deterministic per index, for tests and smoke
+runs), a folder of images with label PNGs of the same stem (the CamVid
+layout of ``../shared/datasets/camvid``), and for the click head a mixture of
+object-mask folders (DUTS, ECSSD, DAVIS) and class-label folders whose classes'
+connected components are the objects (``kind: objects``). Randomness (flips, object choice)
 comes from the generator the caller passes, so a training step is
 reproducible from its seed alone.
 """
@@ -91,9 +93,104 @@ class LabelFolder:
         return rgb, labels
 
 
+WHOLE_OBJECT = 1  # label id of a mask source's object (the whole mask is one click object)
+
+
+class ObjectMaskFolder:
+    """Images with one object mask each (salient-object and DAVIS layouts) as label images:
+    0 background, :data:`WHOLE_OBJECT` object, ``ignore_index`` unknown/void.
+
+    A mask reads as the click protocol reads ground truth
+    (:func:`openpixel_ros.eval.click_protocol.split_ground_truth`): 0/255 masks, GrabCut's 128
+    band as unknown, and DAVIS palettes (ids 1..254 merged, 255 void).
+    """
+
+    def __init__(self, images: str, masks: str, height: int, width: int, ignore_index: int, cache: bool = False):
+        self._folder = LabelFolder(images, masks, height, width, cache=False)
+        self.ignore_index = ignore_index
+        self._cache = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self._folder)
+
+    def __getitem__(self, index: int):
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        from openpixel_ros.eval.click_protocol import load_ground_truth  # palette-aware (PIL)
+
+        image_path, mask_path = self._folder.pairs[index]
+        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"cannot read {image_path} as an image")
+        obj, ignore = load_ground_truth(mask_path)
+        if obj.shape != bgr.shape[:2]:
+            raise ValueError(f"{mask_path} is {obj.shape[1]}x{obj.shape[0]}, its image {bgr.shape[1]}x{bgr.shape[0]}")
+        labels = np.zeros(obj.shape, np.uint8)
+        labels[obj] = WHOLE_OBJECT
+        labels[ignore] = self.ignore_index
+        size = (self._folder.width, self._folder.height)
+        rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA)
+        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+        if self._cache is not None:
+            self._cache[index] = (rgb, labels)
+        return rgb, labels
+
+
+class ClassObjects:
+    """A class-label folder (CamVid) as click objects: ``object_classes`` become ids 2, 3, ...
+    (one connected component is the object), every other class background, ``source_ignore`` void."""
+
+    def __init__(self, folder: LabelFolder, object_classes, source_ignore: int, ignore_index: int):
+        self.folder = folder
+        lut = np.zeros(256, np.uint8)
+        for i, cls in enumerate(object_classes):
+            lut[int(cls)] = WHOLE_OBJECT + 1 + i
+        lut[int(source_ignore)] = ignore_index
+        self._lut = lut
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int):
+        rgb, labels = self.folder[index]
+        return rgb, self._lut[labels]
+
+
+class ConcatSources:
+    """Several datasets indexed one after another."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        self._ends = np.cumsum([len(d) for d in self.datasets])
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, index: int):
+        which = int(np.searchsorted(self._ends, index, side="right"))
+        start = int(self._ends[which - 1]) if which else 0
+        return self.datasets[which][index - start]
+
+
+def make_object_sources(config: DataConfig):
+    """``kind: objects``: the click-training mixture of ``config.sources``."""
+    datasets = []
+    for source in config.sources:
+        if source.get("masks"):
+            datasets.append(ObjectMaskFolder(source["images"], source["masks"], config.height, config.width,
+                                             config.ignore_index, config.cache))
+        else:
+            folder = LabelFolder(source["images"], source["labels"], config.height, config.width, config.cache)
+            datasets.append(ClassObjects(folder, source["object_classes"], source["ignore_index"],
+                                         config.ignore_index))
+    return ConcatSources(datasets)
+
+
 def make_dataset(config: DataConfig, num_classes: int, seed: int):
     if config.kind == "synthetic":
         return SyntheticShapes(config.num_samples, config.height, config.width, num_classes, seed)
+    if config.kind == "objects":
+        return make_object_sources(config)
     return LabelFolder(config.images, config.labels, config.height, config.width, config.cache)
 
 
@@ -117,8 +214,9 @@ def class_pixel_counts(dataset, num_classes: int) -> np.ndarray:
 
 
 def pick_object(labels: np.ndarray, rng: np.random.Generator, ignore_index: int,
-                background_classes=(0,)) -> Optional[np.ndarray]:
-    """A random object: the connected component of a random pixel of a random foreground class.
+                background_classes=(0,), whole_classes=()) -> Optional[np.ndarray]:
+    """A random object: the connected component of a random pixel of a random foreground class,
+    or the whole class mask for ``whole_classes`` (a mask dataset's object, parts and all).
 
     Returns an HxW bool mask, or None when the label image has no foreground class.
     """
@@ -126,6 +224,8 @@ def pick_object(labels: np.ndarray, rng: np.random.Generator, ignore_index: int,
     if not present:
         return None
     cls = present[int(rng.integers(len(present)))]
+    if cls in whole_classes:
+        return labels == cls
     count, components = cv2.connectedComponents((labels == cls).astype(np.uint8), connectivity=8)
     rows, cols = np.nonzero(components)
     i = int(rng.integers(len(rows)))

@@ -45,9 +45,9 @@ from openpixel_ros.model.openpixel import CHECKPOINT_FORMAT, OpenPixel
 from openpixel_ros.model.prompt_maps import render_prompt_maps
 
 from .augment import SampleAugmenter
-from .click_simulation import next_click, random_initial_clicks
+from .click_simulation import Click, Scribble, next_click, next_scribble, random_initial_clicks, scribble_in
 from .config import ConfigError, TrainConfig, load_config
-from .data import class_pixel_counts, make_dataset, make_validation_set, pick_object, to_model_input
+from .data import WHOLE_OBJECT, class_pixel_counts, make_dataset, make_validation_set, pick_object, to_model_input
 from .losses import class_weights, click_mask_loss, semantic_loss
 from .validation import evaluate
 
@@ -136,14 +136,16 @@ class Trainer:
         self.validation_set = make_validation_set(config.data, config.model.num_classes, config.seed) \
             if config.train.validate_every else None
         self.augmenter = SampleAugmenter(config.data, config.model.conditioning_size)
-        if config.pretrained_tflite:
+        if config.pretrained_tflite and not config.init_checkpoint:
             self.model.load_pretrained_backbone(config.pretrained_tflite)
             if not config.train.freeze_backbone_bn:
                 calibrate_batchnorm(self.model.backbone, self._calibration_batches())
+        if config.init_checkpoint:
+            self._load_weights(config.init_checkpoint)
         self.model.to(self.device)
         weights = class_weights(class_pixel_counts(self.dataset, config.model.num_classes),
                                 config.loss.class_weighting, config.loss.max_class_weight) \
-            if config.loss.class_weighting != "none" else None
+            if config.loss.class_weighting != "none" and not config.train.freeze_encoder else None
         self.ce_weights = weights.to(self.device) if weights is not None else None
         self.best_miou = None
         self.steps_per_epoch = max(1, len(self.dataset) // config.train.batch_size)
@@ -155,8 +157,27 @@ class Trainer:
             self.optimizer, lambda step: _lr_factor(step, self.total_steps, config.schedule))
         self.step = 0
 
+    def _load_weights(self, path) -> None:
+        """Start from another run's weights (an OpenPixel checkpoint of the same architecture)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"init_checkpoint {path} is not an OpenPixel checkpoint")
+        if ckpt["model_config"] != self.config.model.to_dict():
+            raise ValueError(f"init_checkpoint {path} has another model configuration")
+        self.model.load_state_dict(ckpt["model"])
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         opt = self.config.optimizer
+        if self.config.train.freeze_encoder:
+            for p in self.model.parameters():
+                p.requires_grad_(False)
+            decoder = list(self.model.decoder.parameters())
+            for p in decoder:
+                p.requires_grad_(True)
+            groups = [{"params": decoder, "lr": opt.lr}]
+            if opt.name == "sgd":
+                return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+            return torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
         backbone = list(self.model.backbone.parameters())
         backbone_ids = {id(p) for p in backbone}
         rest = [p for p in self.model.parameters() if id(p) not in backbone_ids]
@@ -240,14 +261,23 @@ class Trainer:
             labels.append(label.astype(np.int64))
             conditioning.append(vector)
             if self.config.clicks.enabled:
-                objects.append(pick_object(label, rng, data.ignore_index, data.background_classes))
+                objects.append(pick_object(label, rng, data.ignore_index, data.background_classes,
+                                           whole_classes=(WHOLE_OBJECT,) if data.kind == "objects" else ()))
         vectors = np.stack(conditioning) if conditioning and conditioning[0] is not None else None
         return np.stack(images), np.stack(labels), vectors, objects
 
-    def _prompts(self, clicks: list, previous: list, input_hw) -> torch.Tensor:
+    def _prompts(self, prompts: list, previous: list, input_hw) -> torch.Tensor:
+        """Prompt maps of each sample's clicks and scribbles (:class:`Click` and :class:`Scribble`)."""
         sigma = self.config.clicks.sigma
-        maps = [render_prompt_maps(input_hw, [c.xy for c in cs if c.positive], [c.xy for c in cs if not c.positive],
-                                   previous_mask=prev, sigma=sigma) for cs, prev in zip(clicks, previous)]
+        maps = []
+        for items, prev in zip(prompts, previous):
+            clicks = [p for p in items if isinstance(p, Click)]
+            strokes = [p for p in items if isinstance(p, Scribble)]
+            maps.append(render_prompt_maps(
+                input_hw, [c.xy for c in clicks if c.positive], [c.xy for c in clicks if not c.positive],
+                previous_mask=prev, sigma=sigma,
+                positive_scribbles=[s.points for s in strokes if s.positive],
+                negative_scribbles=[s.points for s in strokes if not s.positive]))
         return torch.from_numpy(np.stack(maps)).to(self.device)
 
     def train_step(self) -> dict:
@@ -255,7 +285,8 @@ class Trainer:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, self.step, 2])
         images, labels, vectors, objects = self._batch(rng)
-        self.model.train()
+        frozen = cfg.train.freeze_encoder
+        self.model.train(not frozen)
         if cfg.train.freeze_backbone_bn:
             for m in self.model.backbone.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
@@ -264,17 +295,29 @@ class Trainer:
         label_t = torch.from_numpy(labels).to(self.device)
         conditioning_t = torch.from_numpy(vectors).to(self.device) if vectors is not None else None
         input_hw = images.shape[2:]
-        features_s4, features_s8, semantic_logits = self.model.encode(image_t, conditioning_t)
-        losses = semantic_loss(semantic_logits, label_t, cfg.loss, self.ce_weights)
-        total = losses["total"]
+        if frozen:  # the encoder is the init checkpoint's, in eval mode: only the decoder learns
+            with torch.no_grad():
+                features_s4, features_s8, _ = self.model.encode(image_t, conditioning_t)
+            total = features_s4.new_zeros(())
+            losses = {"total": total}
+        else:
+            features_s4, features_s8, semantic_logits = self.model.encode(image_t, conditioning_t)
+            losses = semantic_loss(semantic_logits, label_t, cfg.loss, self.ce_weights)
+            total = losses["total"]
 
         has_object = [o is not None for o in objects]  # empty when clicks are disabled
         if any(has_object):
             keep = [i for i, ok in enumerate(has_object) if ok]
             gts = [objects[i] for i in keep]
             ignore = [labels[i] == cfg.data.ignore_index for i in keep]
-            clicks = [random_initial_clicks(gt, rng, cfg.clicks.max_initial_positive, cfg.clicks.max_initial_negative,
-                                            ignore=ign) for gt, ign in zip(gts, ignore)]
+            # Scribble samples start from one positive stroke and are corrected by strokes; the
+            # others by clicks. (No draw at all when scribble_prob is 0, so click-only runs keep their RNG.)
+            strokes = [bool(cfg.clicks.scribble_prob and rng.random() < cfg.clicks.scribble_prob) for _ in gts]
+            clicks = [[scribble_in(gt & ~ign, True, rng)] if stroke else
+                      random_initial_clicks(gt, rng, cfg.clicks.max_initial_positive,
+                                            cfg.clicks.max_initial_negative, ignore=ign)
+                      for gt, ign, stroke in zip(gts, ignore, strokes)]
+            clicks = [[p for p in items if p is not None] for items in clicks]
             previous = [None] * len(keep)
             f4, f8 = features_s4[keep], features_s8[keep]
             # The simulation rounds predict as evaluation does: the decoder in eval mode, so its
@@ -286,7 +329,8 @@ class Trainer:
                     mask_logits, _ = self.model.decode(f4.detach(), f8.detach(), prompts)
                     full = F.interpolate(mask_logits, size=input_hw, mode="bilinear", align_corners=False)
                     for i, gt in enumerate(gts):
-                        click = next_click(full[i, 0].cpu().numpy() > 0, gt, ignore[i], rng)
+                        correct = next_scribble if strokes[i] else next_click
+                        click = correct(full[i, 0].cpu().numpy() > 0, gt, ignore[i], rng)
                         if click is not None:
                             clicks[i].append(click)
                     if cfg.clicks.previous_mask:
@@ -303,8 +347,9 @@ class Trainer:
             total = total + mask_terms["total"]
 
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        if total.requires_grad:  # (a frozen encoder with no click object in the batch: nothing to learn)
+            total.backward()
+            self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         out = {k: float(v.detach()) for k, v in losses.items() if k != "total"}  # (syncs the device)
@@ -396,6 +441,8 @@ class Trainer:
                     f"weakest: {', '.join(f'{k} {v:.2f}' for k, v in worst if v is not None)}")
             if self.step % cfg.checkpoint_every == 0 and self.step < stop:
                 self.save_checkpoint()
+            if cfg.keep_every and self.step % cfg.keep_every == 0:
+                shutil.copyfile(self.save_checkpoint(), self.output_dir / f"step_{self.step}.pt")
         self.save_checkpoint()
         return history
 
