@@ -133,8 +133,21 @@ class ModelInput:
             feeds[self.contract.conditioning.name] = self.conditioning_feed(conditioning)
         return feeds, placement
 
+    def pixels_to_input(self, points, placement: Placement) -> list:
+        """Clicked pixels -> model-input coordinates of their centres.
+
+        A prompt point ``(x, y)`` names the frame pixel ``(floor(x), floor(y))``
+        (:mod:`openpixel_ros.interactive.prompts`); protocols and GUIs send integer pixel
+        indices. The click sits on that pixel's centre, ``floor + 0.5`` in continuous
+        coordinates, which is where training puts it (``Click.xy``). Boxes are corners, not
+        pixels: they go through :meth:`points_to_input` unchanged.
+        """
+        pts = np.floor(np.asarray(points, np.float64).reshape(-1, 2)) + 0.5
+        return self.points_to_input(pts, placement)
+
     def points_to_input(self, points, placement: Placement) -> list:
-        """Frame pixel coordinates -> model-input pixel coordinates (through resize or letterbox)."""
+        """Continuous frame coordinates (pixel ``k`` spans ``[k, k + 1)``) -> continuous model-input
+        coordinates (through resize or letterbox)."""
         height, width = placement.frame_hw
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         return [(placement.left + x * placement.width / width, placement.top + y * placement.height / height)

@@ -88,6 +88,33 @@ def test_clicks_land_where_the_user_clicked(pair, tmp_path):
     assert not negative_only.mask.any()
 
 
+@pytest.mark.parametrize("frame_hw", [(H, W), (2 * H, 2 * W)])
+def test_a_clicked_pixel_means_the_same_point_in_training_and_in_the_engine(pair, tmp_path, frame_hw):
+    """Issue 12, item 3: the protocol and GUIs send integer pixel indices; training renders the click
+    at that pixel's centre (Click.xy). The engine must feed the decoder the same prompt map, which
+    it did not when it took the integer as a continuous coordinate (the pixel's corner)."""
+    from openpixel_ros.model.prompt_maps import render_prompt_maps
+    from openpixel_ros.training.click_simulation import Click
+
+    encoder, _ = pair
+    decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")
+    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1)
+    fh, fw = frame_hw
+    engine.set_image(np.zeros((fh, fw, 3), np.uint8), key=str(frame_hw))
+    scale = fh // H
+    for col, row in [(13, 7), (50, 40), (0, 0), (W - 1, H - 1)]:
+        x, y = col * scale, row * scale  # a pixel of the frame whose centre lands on pixel (col, row)'s
+        result = engine.predict(ClickPrompt.from_lists([(x, y)], [1], image_size=frame_hw))
+        seen = result.low_res_logits[0, 0] + np.float32(0.5)  # the stand-in returns the positive map - 0.5
+        # Pixel (x, y) of a 2x frame has its centre at x + 0.5 = 2 * (col + 0.25): a quarter pixel
+        # left of the model pixel's centre, as resizing puts it.
+        centre = ((x + 0.5) / scale, (y + 0.5) / scale)
+        trained = render_prompt_maps((H, W), [centre], sigma=8.0)[0]
+        if scale == 1:
+            assert centre == Click(row, col, True).xy
+        np.testing.assert_allclose(seen, trained, atol=1e-6)
+
+
 def test_conditioning_vector_is_checked(pair):
     encoder, _ = pair
     engine = OpenPixelPromptEngine.from_files(encoder, threads=1, conditioning=np.zeros(3, np.float32))

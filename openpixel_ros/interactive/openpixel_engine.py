@@ -121,7 +121,8 @@ class OpenPixelPromptEngine(PromptEngine):
 
     # -- per prompt --------------------------------------------------------------------
     def _to_input(self, points) -> list:
-        return self.model_input.points_to_input(points, self._placement)
+        """Clicked pixels -> their centres in model-input coordinates."""
+        return self.model_input.pixels_to_input(points, self._placement)
 
     def _previous_probability(self, prompt: ClickPrompt, grid_hw) -> Optional[np.ndarray]:
         if prompt.previous_logits is not None:
@@ -139,7 +140,7 @@ class OpenPixelPromptEngine(PromptEngine):
         grid_hw = features_s4.shape[-2:]
         box = None
         if prompt.box is not None:
-            (x0, y0), (x1, y1) = self._to_input([prompt.box[:2], prompt.box[2:]])
+            (x0, y0), (x1, y1) = self.model_input.points_to_input([prompt.box[:2], prompt.box[2:]], self._placement)
             box = (x0, y0, x1, y1)
         maps = render_prompt_maps(self._placement.input_hw, self._to_input(prompt.positive_points),
                                   self._to_input(prompt.negative_points),
