@@ -133,3 +133,57 @@ def test_decoder_without_metadata_is_refused(pair, tmp_path):
     onnx.save(model, str(bare))
     with pytest.raises(EngineError, match="metadata"):
         OpenPixelPromptEngine.from_files(encoder, decoder=str(bare))
+
+
+def test_zoom_window_holds_the_object_and_the_clicks_at_the_model_aspect():
+    from openpixel_ros.interactive.openpixel_engine import zoom_window
+    region = np.zeros((480, 640), bool)
+    region[200:260, 300:340] = True
+    window = zoom_window(region, np.array([[290.0, 270.0]]), aspect=4 / 3)
+    x0, y0, x1, y1 = window
+    assert x0 <= 290 < x1 and y0 <= 270 < y1 and x0 <= 300 and x1 >= 340 and y0 <= 200 and y1 >= 260
+    assert (x1 - x0) / (y1 - y0) == pytest.approx(4 / 3, abs=0.02)
+    assert 0 <= x0 and 0 <= y0 and x1 <= 640 and y1 <= 480
+    edge = np.zeros((480, 640), bool)
+    edge[0:30, 600:640] = True  # at the corner: shifted into the frame, not cut
+    ex0, ey0, ex1, ey1 = zoom_window(edge, np.zeros((0, 2)), aspect=4 / 3)
+    assert ex1 == 640 and ey0 == 0 and (ex1 - ex0) > 40
+    big = np.ones((480, 640), bool)
+    assert zoom_window(big, np.zeros((0, 2)), aspect=4 / 3) is None  # nothing to gain
+
+
+def test_zoom_in_decodes_around_the_object_and_reuses_its_window(pair, tmp_path):
+    encoder, _ = pair
+    decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")
+    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, refine="none")
+    runs = []
+    real_run = engine.encoder.run
+    engine.encoder.run = lambda feeds: runs.append(feeds) or real_run(feeds)
+    frame = np.zeros((240, 480, 3), np.uint8)
+    engine.set_image(frame, key="frame")
+    first = engine.predict(ClickPrompt.from_lists([(300, 120)], [1], image_size=(240, 480)))
+    assert first.timings["zoom"] == 0.0 and len(runs) == 1
+    previous = np.zeros((240, 480), bool)
+    previous[100:140, 280:320] = True
+    prompt = ClickPrompt.from_lists([(300, 120), (310, 125)], [1, 1], image_size=(240, 480), previous_mask=previous)
+    zoomed = engine.predict(prompt)
+    assert zoomed.timings["zoom"] == 1.0 and len(runs) == 2 and zoomed.low_res_logits is None
+    # The stand-in's mask is a disc of about one grid cell around each click, so in the window it is
+    # smaller than on the whole frame, and it still sits on the clicked pixels.
+    assert zoomed.mask[120, 300] and zoomed.mask[125, 310]
+    assert 0 < zoomed.mask.sum() < first.mask.sum() * 0.8
+    rows, cols = np.nonzero(zoomed.mask)
+    assert abs(cols.mean() - 305) < 4 and abs(rows.mean() - 122.5) < 4
+    engine.predict(prompt)
+    assert len(runs) == 2  # same window: the cached features are reused
+    off = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, zoom_in=False)
+    off.set_image(frame)
+    assert off.predict(prompt).timings["zoom"] == 0.0
+
+
+def test_engine_options_are_checked(pair):
+    encoder, _ = pair
+    with pytest.raises(EngineError, match="refine"):
+        OpenPixelPromptEngine.from_files(encoder, threads=1, refine="crf")
+    with pytest.raises(EngineError, match="zoom_expansion"):
+        OpenPixelPromptEngine.from_files(encoder, threads=1, zoom_expansion=float("nan"))

@@ -166,7 +166,10 @@ def semantic_digests(model, frames: dict) -> dict:
 
 def click_digests(encoder, decoder, frames: dict) -> dict:
     out = {}
-    engine = OpenPixelPromptEngine.from_files(str(encoder), decoder=str(decoder), threads=1)
+    # Zoom-in and guided boundaries (issue 12) came later and have tests of their own; these
+    # digests pin the plain mapping from clicks to decoder to frame.
+    engine = OpenPixelPromptEngine.from_files(str(encoder), decoder=str(decoder), threads=1, zoom_in=False,
+                                              refine="none")
     try:
         for name, rgb in frames.items():
             h, w = rgb.shape[:2]

@@ -13,10 +13,21 @@ Per frame the encoder runs once; per click this engine renders the prompt maps
 (:func:`openpixel_ros.model.prompt_maps.render_prompt_maps`, on the 1/4 grid),
 runs the decoder and maps its logits back onto the frame; the frame <-> model
 geometry both ways is :class:`~openpixel_ros.model_io.ModelInput`'s.
+
+Zoom-in (RITM, FocalClick): once a prompt comes with the previous mask, the
+engine encodes a window around the object (the previous mask and the positive
+prompts, expanded by ``zoom_expansion``, at the model input's aspect ratio) and
+decodes there, so later clicks see the object at a higher resolution. One extra
+encoder pass, cached while the window stays about the same.
+
+Boundaries (``refine="guided"``): the mask's probability, upsampled from the
+1/4 grid, is snapped to the frame's edges by a guided filter
+(:mod:`.boundary`) before the 0.5 threshold.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +36,8 @@ import numpy as np
 from ..engines import Engine, EngineError, create_engine
 from ..model.prompt_maps import DEFAULT_SIGMA, render_prompt_maps
 from ..model_contract import METADATA_KEY, ContractError, load_contract
-from ..model_io import ModelInput
+from ..model_io import ModelInput, Placement
+from .boundary import refine_probability
 from ..semantic import SemanticSegmenter
 from .base import PromptEngine, PromptResult
 from .prompts import ClickPrompt, PromptError
@@ -34,6 +46,59 @@ from .sam_onnx import decoder_path_for
 DECODER_FORMAT = "openpixel-prompt-decoder/1"
 _DECODER_INPUTS = ("features_s4", "features_s8", "prompts")
 _DECODER_OUTPUTS = ("mask_logits", "score")
+
+
+REFINEMENTS = ("none", "guided")
+ZOOM_REUSE_IOU = 0.8  # a new zoom window this close to the cached one reuses its features
+
+
+@dataclass(frozen=True)
+class _View:
+    """What the decoder looks at: the frame, or a zoom window ``(x0, y0, x1, y1)`` of it."""
+
+    features: tuple
+    placement: Placement
+    window: tuple
+
+
+def _box_iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def zoom_window(region: np.ndarray, points, aspect: float, expansion: float = 1.4,
+                min_fraction: float = 0.2, max_area_fraction: float = 0.7) -> Optional[tuple]:
+    """The zoom-in window ``(x0, y0, x1, y1)`` (pixels, end exclusive) around ``region`` (HxW bool)
+    and ``points`` (clicked pixels, ``[N, 2]`` x, y): their bounding box expanded ``expansion``
+    times about its centre, at least ``min_fraction`` of the frame on each side, widened to the
+    ``aspect`` (width / height) of the model input and shifted into the frame. None when the
+    window would cover more than ``max_area_fraction`` of the frame (zooming would gain nothing).
+    """
+    h, w = region.shape
+    ys, xs = np.nonzero(region)
+    pts = np.floor(np.asarray(points, np.float64).reshape(-1, 2))
+    xs = np.concatenate([xs, pts[:, 0]]).astype(np.float64)
+    ys = np.concatenate([ys, pts[:, 1]]).astype(np.float64)
+    if not len(xs):
+        return None
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    bw = max((x1 - x0) * expansion, min_fraction * w)
+    bh = max((y1 - y0) * expansion, min_fraction * h)
+    if bw / bh < aspect:
+        bw = bh * aspect
+    else:
+        bh = bw / aspect
+    bw, bh = min(bw, w), min(bh, h)
+    if bw * bh > max_area_fraction * w * h:
+        return None
+    bw, bh = int(round(bw)), int(round(bh))
+    left = int(np.clip(round(cx - bw / 2), 0, w - bw))
+    top = int(np.clip(round(cy - bh / 2), 0, h - bh))
+    return left, top, left + bw, top + bh
 
 
 def read_decoder_metadata(decoder_path, engine: Engine) -> dict:
@@ -58,14 +123,22 @@ class OpenPixelPromptEngine(PromptEngine):
 
     ``conditioning``: the lighting-adaptation vector fed to the encoder of
     models that take one (zeros when None); :meth:`set_conditioning` changes
-    it for the next frame.
+    it for the next frame. ``zoom_in``: decode in a window around the object
+    once the prompt carries the previous mask; ``refine``: ``"guided"`` or
+    ``"none"`` (bilinear) boundaries at the frame's resolution.
     """
 
     name = "openpixel"
 
     def __init__(self, encoder: Engine, decoder: Engine, contract, decoder_metadata: dict,
-                 conditioning: Optional[np.ndarray] = None):
+                 conditioning: Optional[np.ndarray] = None, zoom_in: bool = True, zoom_expansion: float = 1.4,
+                 refine: str = "guided"):
         super().__init__()
+        if refine not in REFINEMENTS:
+            raise EngineError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
+        if not (np.isfinite(zoom_expansion) and zoom_expansion >= 1.0):
+            raise EngineError(f"zoom_expansion must be a finite number >= 1, not {zoom_expansion!r}")
+        self.zoom_in, self.zoom_expansion, self.refine = bool(zoom_in), float(zoom_expansion), refine
         self.encoder, self.decoder = encoder, decoder
         self.contract = contract
         SemanticSegmenter(encoder, contract)  # validates the contract against the encoder's graph
@@ -81,8 +154,8 @@ class OpenPixelPromptEngine(PromptEngine):
                               f"{sorted(decoder_outputs)}; expected {_DECODER_INPUTS} -> {_DECODER_OUTPUTS}")
         self.sigma = float(decoder_metadata.get("click_sigma", DEFAULT_SIGMA))
         self.conditioning = conditioning
-        self._features = None
-        self._placement = None
+        self._full: Optional[_View] = None
+        self._zoom: Optional[_View] = None
 
     @classmethod
     def from_files(cls, encoder_path, decoder: Optional[str] = None, *, device: str = "cpu", threads: int = 0,
@@ -113,18 +186,41 @@ class OpenPixelPromptEngine(PromptEngine):
         self._key = None  # the cached features were computed with the old vector
 
     # -- per frame ---------------------------------------------------------------------
-    def _prepare(self, rgb: np.ndarray) -> None:
+    def _encode(self, rgb: np.ndarray, window: tuple) -> _View:
         feeds, placement = self.model_input.feeds(rgb, self.conditioning)
         outputs = self.encoder.run(feeds)
-        self._features = (outputs["features_s4"], outputs["features_s8"])
-        self._placement = placement
+        return _View((outputs["features_s4"], outputs["features_s8"]), placement, window)
+
+    def _prepare(self, rgb: np.ndarray) -> None:
+        h, w = rgb.shape[:2]
+        self._full = self._encode(rgb, (0, 0, w, h))
+        self._zoom = None
+
+    def _view_for(self, prompt: ClickPrompt) -> _View:
+        """The whole frame, or (zoom-in, with a previous mask) a window around the object."""
+        if not self.zoom_in or prompt.previous_mask is None or prompt.previous_logits is not None:
+            return self._full
+        points = [prompt.positive_points] + [np.asarray(s) for s in getattr(prompt, "positive_scribbles", ())]
+        in_h, in_w = self._full.placement.input_hw
+        window = zoom_window(prompt.previous_mask, np.concatenate(points) if points else np.zeros((0, 2)),
+                             in_w / in_h, self.zoom_expansion)
+        if window is None:
+            return self._full
+        cached = self._zoom
+        if cached is not None and _box_iou(cached.window, window) >= ZOOM_REUSE_IOU:
+            return cached
+        x0, y0, x1, y1 = window
+        self._zoom = self._encode(self._image[y0:y1, x0:x1], window)
+        return self._zoom
 
     # -- per prompt --------------------------------------------------------------------
-    def _to_input(self, points) -> list:
-        """Clicked pixels -> their centres in model-input coordinates."""
-        return self.model_input.pixels_to_input(points, self._placement)
+    def _to_input(self, points, view: Optional[_View] = None) -> list:
+        """Clicked frame pixels -> their centres in the view's model-input coordinates."""
+        view = view or self._full
+        shifted = np.asarray(points, np.float64).reshape(-1, 2) - np.asarray(view.window[:2], np.float64)
+        return self.model_input.pixels_to_input(shifted, view.placement)
 
-    def _previous_probability(self, prompt: ClickPrompt, grid_hw) -> Optional[np.ndarray]:
+    def _previous_probability(self, prompt: ClickPrompt, grid_hw, view: _View) -> Optional[np.ndarray]:
         if prompt.previous_logits is not None:
             logits = np.asarray(prompt.previous_logits, np.float32)
             if logits.shape[-2:] != tuple(grid_hw):
@@ -133,27 +229,56 @@ class OpenPixelPromptEngine(PromptEngine):
             return 1.0 / (1.0 + np.exp(-logits.reshape(grid_hw)))
         if prompt.previous_mask is None:
             return None
-        return self.model_input.mask_to_input(prompt.previous_mask, self._placement)
+        x0, y0, x1, y1 = view.window
+        return self.model_input.mask_to_input(prompt.previous_mask[y0:y1, x0:x1], view.placement)
 
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
-        features_s4, features_s8 = self._features
+        view = self._view_for(prompt)
+        features_s4, features_s8 = view.features
         grid_hw = features_s4.shape[-2:]
         box = None
         if prompt.box is not None:
-            (x0, y0), (x1, y1) = self.model_input.points_to_input([prompt.box[:2], prompt.box[2:]], self._placement)
-            box = (x0, y0, x1, y1)
-        maps = render_prompt_maps(self._placement.input_hw, self._to_input(prompt.positive_points),
-                                  self._to_input(prompt.negative_points),
-                                  previous_mask=self._previous_probability(prompt, grid_hw), box=box, sigma=self.sigma)
+            x0, y0 = view.window[:2]
+            (bx0, by0), (bx1, by1) = self.model_input.points_to_input(
+                [(prompt.box[0] - x0, prompt.box[1] - y0), (prompt.box[2] - x0, prompt.box[3] - y0)], view.placement)
+            box = (bx0, by0, bx1, by1)
+        maps = render_prompt_maps(view.placement.input_hw, self._to_input(prompt.positive_points, view),
+                                  self._to_input(prompt.negative_points, view),
+                                  previous_mask=self._previous_probability(prompt, grid_hw, view), box=box,
+                                  positive_scribbles=[self._to_input(s, view)
+                                                      for s in getattr(prompt, "positive_scribbles", ())],
+                                  negative_scribbles=[self._to_input(s, view)
+                                                      for s in getattr(prompt, "negative_scribbles", ())],
+                                  sigma=self.sigma)
         outputs = self.decoder.run({"features_s4": features_s4, "features_s8": features_s8,
                                     "prompts": maps[None]})
         logits = np.asarray(outputs["mask_logits"], np.float32).reshape(grid_hw)
         score = float(1.0 / (1.0 + np.exp(-float(np.asarray(outputs["score"]).reshape(-1)[0]))))
-        return PromptResult(masks=[self.model_input.to_frame(logits, self._placement) > 0.0], scores=[score],
-                            low_res_logits=logits[None, None])
+        x0, y0, x1, y1 = view.window
+        window_mask = self._window_mask(logits, view)
+        if view is self._full:
+            mask = window_mask
+        else:
+            mask = np.zeros(self._image.shape[:2], bool)
+            mask[y0:y1, x0:x1] = window_mask
+        # Zoomed logits live on the window's grid, which the caller cannot hand back as the frame's.
+        return PromptResult(masks=[mask], scores=[score],
+                            low_res_logits=logits[None, None] if view is self._full else None,
+                            timings={"zoom": 0.0 if view is self._full else 1.0})
+
+    def _window_mask(self, logits: np.ndarray, view: _View) -> np.ndarray:
+        """The decoder's grid logits -> the view's pixels, thresholded (after refinement)."""
+        frame_logits = self.model_input.to_frame(logits, view.placement)
+        if self.refine == "none":
+            return frame_logits > 0.0
+        x0, y0, x1, y1 = view.window
+        p = view.placement
+        cell = (x1 - x0) / p.width * p.input_hw[1] / logits.shape[-1]  # view pixels per grid cell
+        probability = 1.0 / (1.0 + np.exp(-np.clip(frame_logits, -30, 30)))
+        return refine_probability(self._image[y0:y1, x0:x1], probability, cell) > 0.5
 
     def close(self) -> None:
         super().close()
-        self._features = None
+        self._full = self._zoom = None
         for engine in (self.encoder, self.decoder):
             engine.close()
