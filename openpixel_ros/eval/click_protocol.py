@@ -200,3 +200,58 @@ def sample_record(sample: SampleResult, max_clicks: int = 20) -> dict:
             "ious": [round(float(v), 4) for v in sample.ious],
             "clicks": [list(c) for c in sample.clicks],
             "click_ms": [round(float(v), 3) for v in sample.click_ms]}
+
+
+# -- scribbles -----------------------------------------------------------------------------
+SCRIBBLES_AT = (1, 2, 3)
+
+
+def scribble_prompt_points(scribble) -> list:
+    """A simulated stroke (continuous pixel centres) as the pixels a user's polyline names."""
+    return [(int(np.floor(x)), int(np.floor(y))) for x, y in scribble.points]
+
+
+def evaluate_scribbles(engine, rgb: np.ndarray, ground_truth: np.ndarray, ignore: Optional[np.ndarray] = None,
+                       *, name: str = "", count: int = max(SCRIBBLES_AT), key=None) -> SampleResult:
+    """The scribble protocol on one image: one stroke inside the object along its main axis, then
+    one corrective stroke per round in the largest error (positive in a false negative, negative
+    in a false positive), each the deterministic stroke of
+    :func:`openpixel_ros.training.click_simulation.scribble_in`. The engine sees every stroke so
+    far and its previous mask. ``clicks`` of the result hold ``(points, label)`` per stroke."""
+    from ..training.click_simulation import next_scribble, scribble_in
+
+    if ignore is None:
+        ignore = np.zeros(ground_truth.shape, bool)
+    if not (ground_truth & ~ignore).any():
+        raise ValueError(f"{name or 'mask'}: the ground truth has no object pixel")
+    result = SampleResult(name=name)
+    prediction = None
+    strokes = []
+    for _ in range(count):
+        stroke = scribble_in(ground_truth & ~ignore, True) if prediction is None else \
+            next_scribble(prediction, ground_truth, ignore)
+        if stroke is None:
+            break
+        strokes.append((scribble_prompt_points(stroke), 1 if stroke.positive else 0))
+        result.clicks.append(strokes[-1])
+        prompt = ClickPrompt.from_lists([], [], scribbles=[s for s, _ in strokes],
+                                        scribble_labels=[label for _, label in strokes],
+                                        previous_mask=prediction, image_size=ground_truth.shape)
+        started = time.perf_counter()
+        engine.set_image(rgb, key=key)
+        output = engine.predict(prompt)
+        result.click_ms.append((time.perf_counter() - started) * 1e3)
+        result.timings.append(dict(output.timings))
+        prediction = np.asarray(output.mask, bool)
+        result.ious.append(iou(ground_truth, prediction, ignore))
+    return result
+
+
+def summarize_scribbles(samples: Sequence[SampleResult]) -> dict:
+    """mIoU after 1, 2 and 3 strokes (a run with no error left keeps its last IoU)."""
+    if not samples:
+        raise ValueError("no samples to summarize")
+    return {"images": len(samples),
+            "miou_at_scribbles": {str(k): round(float(np.mean([s.iou_at(k) for s in samples])), 4)
+                                  for k in SCRIBBLES_AT},
+            "per_scribble_ms_median": round(statistics.median([ms for s in samples for ms in s.click_ms]), 3)}

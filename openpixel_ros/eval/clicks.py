@@ -19,7 +19,8 @@ from __future__ import annotations
 import time
 
 from .common import load_rgb, pair_by_stem, progress, write_json
-from .click_protocol import evaluate_sample, load_ground_truth, sample_record, summarize
+from .click_protocol import (SCRIBBLES_AT, evaluate_sample, evaluate_scribbles, load_ground_truth, sample_record,
+                             summarize, summarize_scribbles)
 
 
 def add_arguments(parser) -> None:
@@ -35,6 +36,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, help="evaluate only the first N pairs (sorted by stem)")
     parser.add_argument("--no-previous-mask", action="store_true",
                         help="do not give the engine its previous mask with each new click")
+    parser.add_argument("--protocol", choices=("clicks", "scribbles"), default="clicks",
+                        help="clicks: NoC and mIoU@k; scribbles: mIoU after 1, 2 and 3 strokes "
+                             "(default: %(default)s)")
+    parser.add_argument("--zoom-in", choices=("on", "off"), default="on",
+                        help="openpixel: decode around the object from the second prompt on (default: %(default)s)")
+    parser.add_argument("--refine", choices=("guided", "none"), default="guided",
+                        help="openpixel: full-resolution boundaries (default: %(default)s)")
     parser.add_argument("--json", help="write the results to this JSON file")
 
 
@@ -44,6 +52,8 @@ def _engine_options(args) -> dict:
         options["decoder"] = args.decoder
     if args.engine == "sam":
         options.update(device=args.device, threads=args.threads)
+    if args.engine == "openpixel":
+        options.update(zoom_in=args.zoom_in == "on", refine=args.refine)
     return options
 
 
@@ -73,6 +83,12 @@ def run(args) -> int:
             skipped.append(stem)
             progress(f"[{index}/{len(pairs)}] {stem}: no object pixel, skipped")
             continue
+        if args.protocol == "scribbles":
+            sample = evaluate_scribbles(engine, rgb, ground_truth, ignore, name=stem, key=("eval", stem))
+            samples.append(sample)
+            progress(f"[{index}/{len(pairs)}] {stem}: IoU after 1/2/3 scribbles "
+                     + " / ".join(f"{sample.iou_at(k):.3f}" for k in SCRIBBLES_AT))
+            continue
         sample = evaluate_sample(engine, rgb, ground_truth, ignore, name=stem, max_clicks=args.max_clicks,
                                  feed_previous_mask=not args.no_previous_mask, key=("eval", stem))
         samples.append(sample)
@@ -80,9 +96,25 @@ def run(args) -> int:
                  f"NoC90 {sample.noc(0.90, args.max_clicks)} IoU@1 {sample.ious[0]:.3f}")
     if not samples:
         raise SystemExit("error: no image with an object to evaluate")
+    options = {k: v for k, v in _engine_options(args).items() if k in ("zoom_in", "refine")}
+    if args.protocol == "scribbles":
+        report = {"engine": args.engine, "model": str(model) if model else None, "protocol": "scribbles",
+                  **options, **summarize_scribbles(samples), "skipped": skipped,
+                  "wall_s": round(time.perf_counter() - started, 1),
+                  "per_image": [{"name": s.name, "ious": [round(float(v), 4) for v in s.ious],
+                                 "scribbles": [[list(map(list, pts)), label] for pts, label in s.clicks]}
+                                for s in samples]}
+        for k, v in report["miou_at_scribbles"].items():
+            print(f"mIoU after {k} scribble{'s' if k != '1' else ''}  {v:.4f}")
+        print(f"per-scribble ms (median)  {report['per_scribble_ms_median']}")
+        if args.json:
+            write_json(args.json, report)
+            progress(f"wrote {args.json}")
+        return 0
 
     summary = summarize(samples, args.max_clicks)
-    report = {"engine": args.engine, "model": str(model) if model else None, **summary,
+    report = {"engine": args.engine, "model": str(model) if model else None, "protocol": "clicks", **options,
+              **summary,
               "previous_mask": not args.no_previous_mask, "skipped": skipped,
               "wall_s": round(time.perf_counter() - started, 1),
               "per_image": [sample_record(s, args.max_clicks) for s in samples]}
