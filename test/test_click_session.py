@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from openpixel_ros.interactive import ClickPrompt, ClickSession, PromptError
@@ -85,3 +86,23 @@ def test_concurrent_clicks_are_all_kept():
     for t in threads:
         t.join()
     assert len(session.clicks) == 400
+
+
+def test_the_last_mask_is_offered_back_only_on_the_same_frame(clock):
+    session = ClickSession(timeout=2.0, clock=clock)
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:4] = True
+    session.add(2, 1, 1)
+    session.remember("frame-1", mask)
+    session.add(3, 2, 1)
+    assert session.previous_mask("frame-1") is mask
+    assert session.previous_mask("frame-2") is None  # a moving camera: another frame, no mask
+    prompt = ClickSession.prompt(session.clicks, (4, 6), session.previous_mask("frame-1"))
+    assert prompt.previous_mask is not None and prompt.previous_mask.sum() == 4
+    clock.now += 3.0  # a pause: a new session forgets the mask
+    session.add(1, 1, 1)
+    assert session.previous_mask("frame-1") is None
+    session.remember("frame-1", mask)
+    session.clear()
+    assert session.previous_mask("frame-1") is None
+    assert ClickSession.prompt([(1, 1, 1)], (4, 6), mask).previous_mask is None  # a first click has none

@@ -24,6 +24,7 @@ class ClickSession:
         self._lock = threading.Lock()
         self._clicks: list = []
         self._last_time: Optional[float] = None
+        self._last_mask: Optional[tuple] = None  # (frame key, mask) of the session's last answer
 
     def add(self, x: float, y: float, label: int) -> list:
         """Record a click and return the session's clicks, this one last (a copy)."""
@@ -31,6 +32,7 @@ class ClickSession:
         with self._lock:
             if self._last_time is None or now - self._last_time > self.timeout:
                 self._clicks = []
+                self._last_mask = None
             self._last_time = now
             self._clicks.append((float(x), float(y), int(label)))
             return list(self._clicks)
@@ -46,6 +48,21 @@ class ClickSession:
         with self._lock:
             self._clicks = []
             self._last_time = None
+            self._last_mask = None
+
+    def remember(self, key, mask) -> None:
+        """Keep the mask answered for the session's clicks on the frame ``key``."""
+        with self._lock:
+            self._last_mask = (key, mask)
+
+    def previous_mask(self, key):
+        """The session's last mask when it was made on the same frame ``key`` (the engine then
+        refines it, and zooms in on the object), else None: a mask of another frame of a moving
+        camera would mislead."""
+        with self._lock:
+            if self._clicks and self._last_mask is not None and self._last_mask[0] == key:
+                return self._last_mask[1]
+            return None
 
     @property
     def clicks(self) -> list:
@@ -53,6 +70,7 @@ class ClickSession:
             return list(self._clicks)
 
     @staticmethod
-    def prompt(clicks, image_size) -> ClickPrompt:
+    def prompt(clicks, image_size, previous_mask=None) -> ClickPrompt:
         """The prompt for ``clicks`` on a frame of ``image_size`` (height, width)."""
-        return ClickPrompt.from_lists([c[:2] for c in clicks], [c[2] for c in clicks], image_size=image_size)
+        return ClickPrompt.from_lists([c[:2] for c in clicks], [c[2] for c in clicks], image_size=image_size,
+                                      previous_mask=previous_mask if len(clicks) > 1 else None)

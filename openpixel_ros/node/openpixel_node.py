@@ -478,11 +478,15 @@ class OpenPixelNode(Node):
         clicks = self._click_session.add(msg.x, msg.y, label)
         try:
             header, rgb, key = self._latest_frame()
-            result = self.segmentor.segment_clicks(rgb, ClickSession.prompt(clicks, rgb.shape[:2]), key=key)
+            # On the same frame the session's last mask goes back in: the engine refines it (and
+            # the openpixel engine zooms in on the object).
+            prompt = ClickSession.prompt(clicks, rgb.shape[:2], self._click_session.previous_mask(key))
+            result = self.segmentor.segment_clicks(rgb, prompt, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             self._click_session.discard(clicks[-1])  # an invalid click must not poison the session
             self._report_error(f"click at ({compact(msg.x)}, {compact(msg.y)}): {exc}")
             return
+        self._click_session.remember(key, result.mask != 0)
         self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
             selected = result.mask // 255
