@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_prompt_engines.py [--clicks 8] [--sam-encoder PATH [--sam-decoder PATH]]
 
-For every engine: one frame, then ``--clicks`` clicks on it as the standard protocol places
+For every engine (classical, sam, and the packaged openpixel click model with and without
+zoom-in and guided boundaries): one frame, then ``--clicks`` clicks on it as the standard protocol places
 them (each click adds to the previous ones). The first click pays for ``set_image`` (the
 SAM image encoder; the classical engine's colour-edge map); every later click on the same
 frame must reuse it, so its time is the decoder's alone. The script checks that by counting
@@ -155,9 +156,11 @@ def time_engine(engine, rgb, ground_truth, ignore, clicks: int, repeats: int) ->
             result = engine.predict(prompt)
             prediction = result.mask
             (later if index else first).append(result.timings)
-    median = lambda rows, key: round(statistics.median(r[key] for r in rows), 2)  # noqa: E731
-    return {"first_click": {k: median(first, k) for k in ("encoder_ms", "decoder_ms", "total_ms")},
-            "later_clicks": {k: median(later, k) for k in ("encoder_ms", "decoder_ms", "total_ms")},
+    median = lambda rows, key: round(statistics.median(r.get(key, 0.0) for r in rows), 2)  # noqa: E731
+    keys = ("encoder_ms", "decoder_ms", "total_ms", "zoom_encoder_ms")
+    return {"first_click": {k: median(first, k) for k in keys},
+            "later_clicks": {k: median(later, k) for k in keys},
+            "all_clicks_total_ms": median(first + later, "total_ms"),
             "clicks_per_frame": clicks, "frames": repeats}
 
 
@@ -195,13 +198,20 @@ def main() -> int:
             raise SystemExit(f"error: the SAM encoder ran {encoder.runs} times for {args.repeats} frames")
         results["engines"]["sam"] = sam_result
 
+    # The package's own click model, as shipped (zoom-in and guided boundaries), and without both.
+    for label, options in (("openpixel", {}), ("openpixel (no zoom-in, bilinear)", {"zoom_in": False, "refine": "none"})):
+        engine = create_prompt_engine("openpixel", threads=args.threads, **options)
+        results["engines"][label] = time_engine(engine, rgb, ground_truth, ignore, args.clicks, args.repeats)
+        engine.close()
+
     for engine_name, data in results["engines"].items():
         for phase in ("first_click", "later_clicks"):
             t = data[phase]
             rows.append([data.get("model", engine_name), phase.replace("_", " "), t["encoder_ms"], t["decoder_ms"],
-                         t["total_ms"]])
+                         t["zoom_encoder_ms"], t["total_ms"]])
+        rows.append([data.get("model", engine_name), "every click", "", "", "", data["all_clicks_total_ms"]])
     print_table(f"Prompt engines, per-click time (ms, medians) on {name}, {args.clicks} clicks per frame",
-                ["engine", "click", "encoder", "decoder", "total"], rows)
+                ["engine", "click", "encoder", "decoder", "of which zoom encoder", "total"], rows)
     sam_data = results["engines"]["sam"]
     print(f"\nsam: {sam_data['encoder_runs']} encoder runs for {sam_data['frames']} frames x "
           f"{args.clicks} clicks; later clicks = decoder only")

@@ -55,13 +55,16 @@ class Segmentor:
     (cpu | cuda | cuda:N; default cpu for onnxruntime, cuda for tensorrt), ``threads``, ``foreground_classes`` (names or ids; default all
     but class 0), ``adaptation`` (True: the default ``AdaptationConfig``, as the node; an
     ``AdaptationConfig``; or None/False for none),
-    ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel").
+    ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel"; default
+    :data:`openpixel_ros.interactive.DEFAULT_PROMPT_ENGINE`), ``prompt_model`` (its model; for
+    "openpixel" the segmentation model itself when it has a click decoder beside it, else the
+    packaged default) and ``prompt_options`` (the engine's options, e.g. ``{"zoom_in": False}``).
     """
 
     def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = None, threads: int = 0,
                  foreground_classes: Optional[Sequence] = None, label_upsampling: str = "bilinear",
                  adaptation=True, prompt_engine: Optional[str] = None, prompt_model=None,
-                 color_order: str = "rgb", **engine_options):
+                 prompt_options: Optional[dict] = None, color_order: str = "rgb", **engine_options):
         from .default_model import resolve_model
         model = resolve_model(model)
         self.model_path = model
@@ -77,6 +80,7 @@ class Segmentor:
             self.adapter = LightingAdapter(config)
         self._prompt_engine_name = prompt_engine
         self._prompt_model = prompt_model
+        self._prompt_options = dict(prompt_options or {})
         self._prompt_engine = None
 
     # -- configuration ----------------------------------------------------------------
@@ -93,10 +97,22 @@ class Segmentor:
     def prompt_engine(self):
         """The click-prompt engine, created on first use."""
         if self._prompt_engine is None:
-            from .interactive import create_prompt_engine
-            self._prompt_engine = create_prompt_engine(self._prompt_engine_name or "classical",
-                                                       self._prompt_model)
+            from .interactive import DEFAULT_PROMPT_ENGINE, create_prompt_engine
+            name = (self._prompt_engine_name or DEFAULT_PROMPT_ENGINE).lower()
+            model = self._prompt_model
+            if model is None and name == "openpixel" and self._has_click_decoder():
+                model = self.model_path  # the click head of the model that segments the frames
+            self._prompt_engine = create_prompt_engine(name, model, **self._prompt_options)
         return self._prompt_engine
+
+    def _has_click_decoder(self) -> bool:
+        from .interactive import PromptError
+        from .interactive.sam_onnx import decoder_path_for
+        try:
+            decoder_path_for(self.model_path)
+        except PromptError:
+            return False
+        return True
 
     # -- inference --------------------------------------------------------------------
     def set_adaptation(self, config) -> None:

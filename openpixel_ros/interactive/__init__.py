@@ -37,9 +37,11 @@ def _create_sam(model: Optional[str], **options) -> PromptEngine:
 
 
 def _create_openpixel(model: Optional[str], **options) -> PromptEngine:
-    # OpenPixel's exported pair (python -m openpixel_ros.export): X.encoder.onnx + X.decoder.onnx.
+    # OpenPixel's exported pair (python -m openpixel_ros.export): X.encoder.onnx + X.decoder.onnx;
+    # no model (or a packaged model's name): the default model's pair, shipped in the package.
+    from ..default_model import resolve_model
     from .openpixel_engine import OpenPixelPromptEngine
-    return OpenPixelPromptEngine.from_files(model, **options)
+    return OpenPixelPromptEngine.from_files(str(resolve_model(model)), **options)
 
 
 #: name -> factory(model, **options); more with :func:`register_prompt_engine`.

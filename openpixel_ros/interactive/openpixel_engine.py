@@ -27,6 +27,7 @@ Boundaries (``refine="guided"``): the mask's probability, upsampled from the
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -154,6 +155,7 @@ class OpenPixelPromptEngine(PromptEngine):
                               f"{sorted(decoder_outputs)}; expected {_DECODER_INPUTS} -> {_DECODER_OUTPUTS}")
         self.sigma = float(decoder_metadata.get("click_sigma", DEFAULT_SIGMA))
         self.conditioning = conditioning
+        self._zoom_encoder_ms = 0.0  # this prompt's window encoding (part of decoder_ms)
         self._full: Optional[_View] = None
         self._zoom: Optional[_View] = None
 
@@ -210,7 +212,9 @@ class OpenPixelPromptEngine(PromptEngine):
         if cached is not None and _box_iou(cached.window, window) >= ZOOM_REUSE_IOU:
             return cached
         x0, y0, x1, y1 = window
+        started = time.perf_counter()
         self._zoom = self._encode(self._image[y0:y1, x0:x1], window)
+        self._zoom_encoder_ms = (time.perf_counter() - started) * 1e3
         return self._zoom
 
     # -- per prompt --------------------------------------------------------------------
@@ -233,6 +237,7 @@ class OpenPixelPromptEngine(PromptEngine):
         return self.model_input.mask_to_input(prompt.previous_mask[y0:y1, x0:x1], view.placement)
 
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
+        self._zoom_encoder_ms = 0.0
         view = self._view_for(prompt)
         features_s4, features_s8 = view.features
         grid_hw = features_s4.shape[-2:]
@@ -264,7 +269,8 @@ class OpenPixelPromptEngine(PromptEngine):
         # Zoomed logits live on the window's grid, which the caller cannot hand back as the frame's.
         return PromptResult(masks=[mask], scores=[score],
                             low_res_logits=logits[None, None] if view is self._full else None,
-                            timings={"zoom": 0.0 if view is self._full else 1.0})
+                            timings={"zoom": 0.0 if view is self._full else 1.0,
+                                     "zoom_encoder_ms": self._zoom_encoder_ms})
 
     def _window_mask(self, logits: np.ndarray, view: _View) -> np.ndarray:
         """The decoder's grid logits -> the view's pixels, thresholded (after refinement)."""

@@ -1,0 +1,75 @@
+"""The click model's learning curve: every kept checkpoint of a click run through the product path.
+
+    .venv/bin/python scripts/click_learning_curve.py [--run out/train/click] [--images DIR --masks DIR]
+        [--json bench/results/click_learning_curve.json]
+
+For each ``step_<N>.pt`` (and ``last.pt``) in the run folder: export the ONNX pair, load it in the
+``openpixel`` prompt engine with the shipped options (zoom-in, guided boundaries) and run the
+standard click protocol (``eval clicks``) on the evaluation set, GrabCut by default. The
+checkpoint that ships is the run's last one whatever this curve says: it reports, it does not
+select.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GRABCUT = REPO.parent / "shared" / "datasets" / "grabcut"
+
+
+def evaluate_checkpoint(checkpoint: Path, pairs, folder: Path, max_clicks: int, threads: int) -> dict:
+    from openpixel_ros.eval.click_protocol import evaluate_sample, load_ground_truth, summarize
+    from openpixel_ros.eval.common import load_rgb
+    from openpixel_ros.export.onnx_export import export_openpixel
+    from openpixel_ros.interactive import create_prompt_engine
+    from openpixel_ros.model.openpixel import load_checkpoint_model
+
+    model, info, _ = load_checkpoint_model(checkpoint)
+    encoder, _ = export_openpixel(model, info, folder / f"{checkpoint.stem}.onnx")
+    engine = create_prompt_engine("openpixel", str(encoder), threads=threads)
+    samples = []
+    for stem, image_path, mask_path in pairs:
+        ground_truth, ignore = load_ground_truth(mask_path)
+        samples.append(evaluate_sample(engine, load_rgb(image_path), ground_truth, ignore, name=stem,
+                                       max_clicks=max_clicks, key=("curve", stem)))
+    engine.close()
+    return summarize(samples, max_clicks)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default=str(REPO / "out" / "train" / "click"))
+    parser.add_argument("--images", default=str(GRABCUT / "images"))
+    parser.add_argument("--masks", default=str(GRABCUT / "masks"))
+    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "click_learning_curve.json"))
+    args = parser.parse_args()
+    from openpixel_ros.eval.common import pair_by_stem
+
+    run = Path(args.run)
+    steps = sorted((int(re.match(r"step_(\d+)", p.stem).group(1)), p) for p in run.glob("step_*.pt"))
+    if not steps:
+        raise SystemExit(f"error: no step_<N>.pt checkpoints in {run}")
+    pairs = pair_by_stem(args.images, args.masks)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for step, path in steps:
+            summary = evaluate_checkpoint(path, pairs, Path(tmp), args.max_clicks, args.threads)
+            rows.append({"step": step, **{k: summary[k] for k in ("noc85", "noc90", "over20_90", "miou_at")}})
+            print(f"step {step}: NoC@85 {summary['noc85']:.2f}  NoC@90 {summary['noc90']:.2f}  "
+                  f"never 90: {summary['over20_90']}  mIoU@1/3/5 "
+                  + "/".join(f"{summary['miou_at'][k]:.3f}" for k in ("1", "3", "5")), flush=True)
+    Path(args.json).write_text(json.dumps({"run": str(run), "images": len(pairs), "set": args.images,
+                                           "options": "zoom-in on, guided boundaries", "curve": rows}, indent=1))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
