@@ -104,7 +104,7 @@ def test_multimask_returns_candidates(node):
 
 
 @pytest.mark.parametrize("fields, words", [
-    (dict(points=[], labels=[]), "no points and no box"),
+    (dict(points=[], labels=[]), "no points, no scribbles and no box"),
     (dict(points=[Point(x=500.0, y=10.0)], labels=[1]), "outside"),
     (dict(points=[Point(x=math.nan, y=10.0)], labels=[1]), "finite"),
     (dict(points=[Point(x=float("inf"), y=10.0)], labels=[1]), "finite"),
