@@ -143,7 +143,10 @@ class OpenPixelPromptEngine(PromptEngine):
             box = (x0, y0, x1, y1)
         maps = render_prompt_maps(self._placement.input_hw, self._to_input(prompt.positive_points),
                                   self._to_input(prompt.negative_points),
-                                  previous_mask=self._previous_probability(prompt, grid_hw), box=box, sigma=self.sigma)
+                                  previous_mask=self._previous_probability(prompt, grid_hw), box=box,
+                                  positive_scribbles=[self._to_input(s) for s in prompt.positive_scribbles],
+                                  negative_scribbles=[self._to_input(s) for s in prompt.negative_scribbles],
+                                  sigma=self.sigma)
         outputs = self.decoder.run({"features_s4": features_s4, "features_s8": features_s8,
                                     "prompts": maps[None]})
         logits = np.asarray(outputs["mask_logits"], np.float32).reshape(grid_hw)
