@@ -103,6 +103,7 @@ def test_prompt_without_scribbles_has_empty_ones():
     ([[(1, 1)]], [], "got 0 scribble labels for 1 scribbles"),
     ([[(1, 1)], [(2, 2)]], [1, 2], "scribble 1 label is 2; labels must be 1 (object) or 0 (background)"),
     ([[(1, 1)]], ["x"], "scribble labels must be numbers"),
+    ([[(1, 1)]], [(1, 0)], "scribble labels must be one number per scribble"),
     ([np.ones((6000, 2)), np.ones((4001, 2))], [1, 0], "the scribbles hold more than 10000 points"),
 ])
 def test_invalid_scribbles_name_the_problem(scribbles, labels, message):

@@ -171,10 +171,12 @@ def _check_scribbles(scribbles, scribble_labels, width: int, height: int, size_t
         raise PromptError("scribbles must be a list of polylines, each a list of (x, y) pairs")
     try:
         scribbles = list(scribbles)
-        label_array = np.asarray(scribble_labels if scribble_labels is not None else [],
-                                 dtype=np.float64).reshape(-1)
+        label_array = np.asarray(scribble_labels if scribble_labels is not None else [], dtype=np.float64)
     except (TypeError, ValueError):
         raise PromptError("scribble labels must be numbers (1 = object, 0 = background)") from None
+    if label_array.ndim > 1:
+        raise PromptError("scribble labels must be one number per scribble (1 = object, 0 = background)")
+    label_array = label_array.reshape(-1)
     if len(label_array) != len(scribbles):
         raise PromptError(f"got {len(label_array)} scribble labels for {len(scribbles)} scribbles; "
                           "give one label per scribble")
