@@ -452,7 +452,9 @@ class OpenPixelNode(Node):
                     raise ValueError(f"previous_mask must be mono8, got {pm.encoding!r}")
                 previous = decode_raw("mono8", pm.height, pm.width, pm.step, False, pm.data) > 127
             prompt = ClickPrompt.from_lists([(p.x, p.y) for p in request.points], list(request.labels), box=box,
-                                            previous_mask=previous, image_size=rgb.shape[:2])
+                                            previous_mask=previous, image_size=rgb.shape[:2],
+                                            scribbles=[[(p.x, p.y) for p in s.points] for s in request.scribbles],
+                                            scribble_labels=[s.label for s in request.scribbles])
             result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             response.success, response.message = False, bounded(str(exc))
