@@ -3,6 +3,7 @@
     from openpixel_ros import Segmentor
     seg = Segmentor("model.onnx", device="cpu")      # no argument: the package's default model
     r = seg.infer(frame, clicks=[(x, y, 1), ...])     # frame: HxWx3 uint8, RGB (color_order="bgr" for OpenCV frames)
+    r = seg.infer(frame, scribbles=[([(x0, y0), (x1, y1), ...], 1)])  # a stroke over the object
     r.labels, r.mask, r.score, r.timings
 
 Frame -> lighting adaptation -> :meth:`SemanticSegmenter.infer` (engine and
@@ -46,6 +47,19 @@ def _to_rgb(frame: np.ndarray, color_order: str) -> np.ndarray:
     if color_order != "rgb":
         raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
     return frame
+
+
+def _split_scribbles(scribbles) -> tuple:
+    """``[(polyline, label), ...]`` -> ``(polylines, labels)``; PromptError when an item is not a pair."""
+    from .interactive import PromptError
+    lines, labels = [], []
+    for index, item in enumerate(scribbles or []):
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or np.ndim(item[1]) != 0:
+            raise PromptError(f"scribble {index} must be a (polyline, label) pair, "
+                              "e.g. ([(10, 20), (40, 25)], 1)")
+        lines.append(item[0])
+        labels.append(item[1])
+    return lines, labels
 
 
 class Segmentor:
@@ -164,19 +178,24 @@ class Segmentor:
                                   candidates=list(zip(masks, [float(s) for s in result.scores])))
 
     def infer(self, frame: np.ndarray, clicks: Optional[Sequence] = None, box=None,
-              color_order: Optional[str] = None, multimask: bool = False) -> SegmentationResult:
-        """Segment one frame. Without clicks: the label image and the foreground mask.
+              color_order: Optional[str] = None, multimask: bool = False,
+              scribbles: Optional[Sequence] = None) -> SegmentationResult:
+        """Segment one frame. Without prompts: the label image and the foreground mask.
 
-        With ``clicks`` (``[(x, y, label), ...]``, label 1 = object, 0 = background) and/or
-        ``box`` (x0, y0, x1, y1): the clicked object's mask and score, plus the label image.
+        With ``clicks`` (``[(x, y, label), ...]``, label 1 = object, 0 = background), ``box``
+        (x0, y0, x1, y1) and/or ``scribbles`` (``[(polyline, label), ...]``, a polyline being
+        ``[(x, y), ...]`` with at least one point, e.g. ``[([(10, 20), (40, 25)], 1)]``), any of
+        them alone or together: the prompted object's mask and score, plus the label image.
+        Coordinates are frame pixels (x right, y down); a bad prompt raises ``PromptError``.
         """
         rgb = _to_rgb(frame, color_order or self.color_order)
         result = self.segment(rgb)
-        if clicks or box is not None:
+        if clicks or box is not None or scribbles:
             from .interactive import ClickPrompt
             clicks = list(clicks or [])
+            lines, line_labels = _split_scribbles(scribbles)
             prompt = ClickPrompt.from_lists([(c[0], c[1]) for c in clicks], [c[2] for c in clicks], box=box,
-                                            image_size=rgb.shape[:2])
+                                            image_size=rgb.shape[:2], scribbles=lines, scribble_labels=line_labels)
             clicked = self.segment_clicks(rgb, prompt, multimask=multimask)
             clicked.labels = result.labels
             clicked.adaptation = result.adaptation

@@ -86,6 +86,7 @@ fi
 import openpixel_ros.msg, openpixel_ros.srv
 from rclpy.type_support import check_for_type_support
 check_for_type_support(openpixel_ros.msg.AdaptationState)
+check_for_type_support(openpixel_ros.msg.Scribble)
 check_for_type_support(openpixel_ros.srv.SegmentAtPoints)
 ') || { echo "[bootstrap] openpixel_ros interfaces do not import; see build/interfaces/build_interfaces.log" >&2; exit 1; }
 

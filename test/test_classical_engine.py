@@ -88,6 +88,65 @@ def test_previous_mask_and_determinism(engine):
     assert refined.low_res_logits is None
 
 
+def _line_pixels(line):
+    """(rows, cols) of the 1-pixel polyline through ``line``'s (x, y) vertices."""
+    import cv2
+    canvas = np.zeros((H, W), np.uint8)
+    cv2.polylines(canvas, [np.floor(np.asarray(line)).astype(np.int32).reshape(-1, 1, 2)], False, 1, 1)
+    return np.nonzero(canvas)
+
+
+def test_positive_scribble_alone_selects_the_object(engine):
+    rgb, ellipse, square = _scene()
+    engine.set_image(rgb)
+    stroke = [(75, 115), (110, 125), (145, 118)]  # along the ellipse's long axis
+    result = engine.predict(_prompt([], [], scribbles=[stroke], scribble_labels=[1]))
+    assert iou(ellipse, result.mask) > 0.95
+    assert not (result.mask & square).any()
+    assert result.mask[_line_pixels(stroke)].all()
+
+
+def test_negative_scribble_removes_a_joined_part(engine):
+    rgb, ellipse, square = _scene()
+    rgb[110:130, 165:225] = rgb[120, 110]  # a bridge joins the ellipse to the square
+    engine.set_image(rgb)
+    stroke = [(80, 120), (140, 120)]
+    both = engine.predict(_prompt([], [], scribbles=[stroke], scribble_labels=[1]))
+    assert (both.mask & square).sum() > 0.9 * square.sum()  # colour alone joins them
+    corrected = engine.predict(_prompt([], [], scribbles=[stroke, [(235, 100), (265, 140)]],
+                                       scribble_labels=[1, 0]))
+    assert (corrected.mask & square).sum() < 0.1 * square.sum()
+    assert (corrected.mask & ellipse).sum() > 0.95 * ellipse.sum()
+
+
+def test_negative_scribble_with_a_box_rejects_its_blob(engine):
+    rgb, ellipse, square = _scene()
+    engine.set_image(rgb)
+    box = (40, 65, 290, 176)  # covers both bright shapes
+    both = engine.predict(_prompt([], [], box=box))
+    assert (both.mask & square).sum() > 0.9 * square.sum()
+    corrected = engine.predict(_prompt([], [], box=box, scribbles=[[(230, 100), (270, 140)]], scribble_labels=[0]))
+    assert (corrected.mask & square).sum() < 0.1 * square.sum()
+    assert iou(ellipse, corrected.mask) > 0.9
+
+
+def test_scribbles_are_always_respected(engine):
+    """Scribble pixels get their label even against the image: a positive stroke over the
+    background is in the mask, a negative stroke through the object is out of it."""
+    rgb, ellipse, _ = _scene(seed=3)
+    engine.set_image(rgb)
+    positive = [(5.5, 200.2), (60.9, 230.7), (150, 210)]
+    negative = [(110, 80), (110, 160)]
+    result = engine.predict(_prompt([(110, 120)], [1], scribbles=[positive, negative, [(300.5, 5.5)]],
+                                    scribble_labels=[1, 0, 1]))
+    assert result.mask[_line_pixels(positive)].all()
+    rows, cols = _line_pixels(negative)
+    crossing = (rows == 120) & (cols == 110)  # the negative stroke crosses the positive click
+    assert not result.mask[rows[~crossing], cols[~crossing]].any()
+    assert result.mask[120, 110]  # clicks are drawn after scribbles: the click wins its own pixel
+    assert result.mask[5, 300]  # a one-point scribble is a click
+
+
 def test_large_frames_are_processed_at_the_working_size():
     rgb, ellipse, _ = _scene()
     big = np.repeat(np.repeat(rgb, 3, axis=0), 3, axis=1)  # 960x720

@@ -52,12 +52,15 @@ def build_image(width, height, first_value, encoding):
 def build_request():
     """A SegmentAtPoints request with every field set to something other than its default."""
     from geometry_msgs.msg import Point
+    from openpixel_ros.msg import Scribble
     from openpixel_ros.srv import SegmentAtPoints
 
     request = SegmentAtPoints.Request()
     request.image = build_image(4, 3, first_value=10, encoding='mono8')
     request.points = [Point(x=1.5, y=2.25, z=0.0), Point(x=3.0, y=0.5, z=7.0)]
     request.labels = [1, 0]
+    request.scribbles = [Scribble(points=[Point(x=0.5, y=1.0), Point(x=2.0, y=2.5, z=3.0)], label=1),
+                         Scribble(points=[Point(x=3.5, y=0.25)], label=0)]
     request.box.x_offset, request.box.y_offset = 1, 2
     request.box.width, request.box.height, request.box.do_rectify = 3, 1, True
     request.previous_mask = build_image(4, 3, first_value=200, encoding='mono8')
@@ -68,7 +71,8 @@ def build_request():
 def answer_request(request, response):
     """Server side: put each request field into a response field of the same type."""
     response.success = True
-    response.message = f'labels={list(request.labels)} multimask={request.multimask_output}'
+    scribbles = [(s.label, [(p.x, p.y, p.z) for p in s.points]) for s in request.scribbles]
+    response.message = f'labels={list(request.labels)} multimask={request.multimask_output} scribbles={scribbles}'
     response.mask = request.image
     response.score = float(sum(request.labels)) / len(request.labels)
     response.bbox = request.box
@@ -170,7 +174,9 @@ def test_service_request_and_response_fields_survive_the_round_trip(round_trip):
     assert response is not None, 'no service response within the timeout'
     assert request['image']['data'] == list(range(10, 22))
     assert response['success'] is True
-    assert response['message'] == 'labels=[1, 0] multimask=True'
+    assert response['message'] == ('labels=[1, 0] multimask=True '
+                                   'scribbles=[(1, [(0.5, 1.0, 0.0), (2.0, 2.5, 3.0)]), (0, [(3.5, 0.25, 0.0)])]')
+    assert request['scribbles'][1] == {'points': [{'x': 3.5, 'y': 0.25, 'z': 0.0}], 'label': 0}
     assert response['mask'] == request['image']
     assert response['score'] == 0.5
     assert response['bbox'] == {'x_offset': 1, 'y_offset': 2, 'height': 1, 'width': 3, 'do_rectify': True}

@@ -115,6 +115,30 @@ def test_a_clicked_pixel_means_the_same_point_in_training_and_in_the_engine(pair
         np.testing.assert_allclose(seen, trained, atol=1e-6)
 
 
+def test_scribbles_reach_the_decoder_where_they_were_drawn(pair, tmp_path):
+    encoder, _ = pair
+    decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")
+    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1)
+    engine.set_image(np.zeros((150, 300, 3), np.uint8), key="frame")
+    line = [(60.0, 75.0), (240.0, 75.0)]
+    result = engine.predict(ClickPrompt.from_lists([], [], scribbles=[line], scribble_labels=[1],
+                                                   image_size=(150, 300)))
+    # The mask is the line thickened about as much as a click is: (nearly) a click's disc at each
+    # end, the span between them, and about as tall as a disc. The renderer rasterises scribbles
+    # on the 1/4 grid, so they sit up to a cell (here 3 frame pixels) off the exact click discs.
+    ends = [engine.predict(ClickPrompt.from_lists([end], [1], image_size=(150, 300))).mask for end in line]
+    assert all((result.mask & end).sum() > 0.9 * end.sum() for end in ends)
+    rows, cols = np.nonzero(result.mask)
+    end_rows, end_cols = np.nonzero(ends[0])
+    assert abs((cols.max() - cols.min()) - (180 + end_cols.max() - end_cols.min())) < 10
+    assert abs(rows.mean() - 75) < 6 and rows.max() - rows.min() <= end_rows.max() - end_rows.min() + 8
+    assert result.mask[75, 60:241].all()
+    # A negative scribble feeds the negative channel only, which this decoder ignores.
+    negative = engine.predict(ClickPrompt.from_lists([], [], scribbles=[line], scribble_labels=[0],
+                                                     image_size=(150, 300)))
+    assert not negative.mask.any()
+
+
 def test_conditioning_vector_is_checked(pair):
     encoder, _ = pair
     engine = OpenPixelPromptEngine.from_files(encoder, threads=1, conditioning=np.zeros(3, np.float32))

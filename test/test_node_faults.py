@@ -167,7 +167,7 @@ def _bad_requests():
     rgb_mask = array_to_image_msg(np.zeros((H, W, 3), np.uint8), None, "rgb8")
     bad_image = Image(height=H, width=W, encoding="rgb8", step=W * 3, data=byte_array(bytes(10)))
     return [
-        ("no points and no box", dict()),
+        ("no points, no scribbles and no box", dict()),
         ("NaN point", dict(points=[Point(x=float("nan"), y=1.0)], labels=[1])),
         ("inf point", dict(points=[Point(x=float("inf"), y=1.0)], labels=[1])),
         ("point at x = 1e300", dict(points=[Point(x=1e300, y=1.0)], labels=[1])),

@@ -10,6 +10,7 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from openpixel_ros.image_codec import decode_raw
+from openpixel_ros.msg import Scribble
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.srv import SegmentAtPoints
 from ros_helpers import NodeProcess, Probe, node_command
@@ -104,7 +105,7 @@ def test_multimask_returns_candidates(node):
 
 
 @pytest.mark.parametrize("fields, words", [
-    (dict(points=[], labels=[]), "no points and no box"),
+    (dict(points=[], labels=[]), "no points, no scribbles and no box"),
     (dict(points=[Point(x=500.0, y=10.0)], labels=[1]), "outside"),
     (dict(points=[Point(x=math.nan, y=10.0)], labels=[1]), "finite"),
     (dict(points=[Point(x=float("inf"), y=10.0)], labels=[1]), "finite"),
@@ -116,6 +117,52 @@ def test_bad_requests_fail_cleanly(node, fields, words):
     res = call(probe, client, image=image_msg(), **fields)
     assert not res.success and words in res.message.lower() and "\n" not in res.message
     assert proc.alive()
+
+
+def scribble(points, label):
+    return Scribble(points=[Point(x=float(x), y=float(y)) for x, y in points], label=label)
+
+
+def disc(centre, radius):
+    truth = np.zeros((H, W), bool)
+    cv2.circle(truth.view(np.uint8), centre, radius, 1, -1)
+    return truth
+
+
+def test_scribble_alone_segments_the_disc(node):
+    _, probe, client = node
+    stroke = [(A[0] - 30, A[1] - 5), (A[0], A[1] + 10), (A[0] + 30, A[1])]
+    res = call(probe, client, image=image_msg(), scribbles=[scribble(stroke, 1)])
+    assert res.success, res.message
+    mask = mask_of(res)
+    assert (mask[disc(A, 45)] == 255).mean() > 0.9
+    assert (mask[disc(B, 45)] == 0).all()  # the twin disc is not connected to the stroke
+    assert res.area == int((mask == 255).sum())
+    # A background stroke through the twin disc, with a box around both: only A is left.
+    box = RegionOfInterest(x_offset=30, y_offset=60, width=260, height=120)
+    res = call(probe, client, image=image_msg(), box=box,
+               scribbles=[scribble([(B[0] - 20, B[1]), (B[0] + 20, B[1])], 0)])
+    assert res.success, res.message
+    mask = mask_of(res)
+    assert (mask[disc(A, 40)] == 255).mean() > 0.9 and (mask[disc(B, 30)] == 0).mean() > 0.9
+
+
+@pytest.mark.parametrize("scribbles, words", [
+    ([scribble([(10, 10)], 1), scribble([], 1)], "scribble 1 is empty"),
+    ([scribble([(10, 10), (math.nan, 20)], 1)], "scribble 0 point 1 (nan, 20.0) has a non-finite coordinate"),
+    ([scribble([(10, 10), (20, float("inf"))], 0)], "scribble 0 point 1 (20.0, inf) has a non-finite coordinate"),
+    ([scribble([(10, 10), (W + 5, 20)], 1)], f"scribble 0 point 1 ({W + 5}.0, 20.0) is outside the {W}x{H} image"),
+    ([scribble([(10, 10)], 2)], "scribble 0 label is 2; labels must be 1 (object) or 0 (background)"),
+    ([scribble([(1, 1)] * 10001, 1)], "the scribbles hold more than 10000 points"),
+])
+def test_bad_scribbles_fail_cleanly_and_the_node_goes_on(node, scribbles, words):
+    proc, probe, client = node
+    res = call(probe, client, image=image_msg(), points=[Point(x=float(A[0]), y=float(A[1]))], labels=[1],
+               scribbles=scribbles)
+    assert not res.success and words in res.message and "\n" not in res.message, res.message
+    assert proc.alive()
+    good = call(probe, client, image=image_msg(), scribbles=[scribble([(A[0] - 20, A[1]), (A[0] + 20, A[1])], 1)])
+    assert good.success and mask_of(good)[A[1], A[0]] == 255, good.message
 
 
 def test_unsupported_encoding_and_missing_frame(node):

@@ -34,7 +34,7 @@ def test_box_only_and_array_inputs():
 
 
 @pytest.mark.parametrize("points, labels, kwargs, message", [
-    ([], [], {}, "no points and no box"),
+    ([], [], {}, "no points, no scribbles and no box"),
     ([(700.0, 10.0)], [1], {}, "point 0 (700.0, 10.0) is outside the 640x480 image"),
     ([(5, 5), (1, 1), (700.0, 10.0)], [1, 0, 1], {}, "point 2 (700.0, 10.0) is outside the 640x480 image"),
     ([(640, 10)], [1], {}, "outside the 640x480 image"),        # x == width is past the last column
@@ -65,6 +65,60 @@ def test_invalid_prompts_name_the_problem(points, labels, kwargs, message):
     assert isinstance(info.value, ValueError)
 
 
+def test_scribbles_are_stored_read_only_and_split_by_label():
+    line = [(10, 20), (40.5, 25), (60, 30)]
+    prompt = ClickPrompt.from_lists([], [], image_size=SIZE, scribbles=[line, np.array([[5.0, 6.0]])],
+                                    scribble_labels=[1, 0])
+    assert len(prompt.points) == 0 and prompt.box is None  # scribbles alone are a prompt
+    assert len(prompt.scribbles) == 2 and isinstance(prompt.scribbles, tuple)
+    assert prompt.scribbles[0].dtype == np.float32 and prompt.scribbles[0].shape == (3, 2)
+    assert prompt.scribbles[0].tolist() == [[10, 20], [40.5, 25], [60, 30]]
+    assert prompt.scribble_labels.dtype == np.uint8 and prompt.scribble_labels.tolist() == [1, 0]
+    assert [s.tolist() for s in prompt.positive_scribbles] == [[[10, 20], [40.5, 25], [60, 30]]]
+    assert [s.tolist() for s in prompt.negative_scribbles] == [[[5, 6]]]
+    with pytest.raises(ValueError):
+        prompt.scribbles[0][0, 0] = 1
+    with pytest.raises(ValueError):
+        prompt.scribble_labels[0] = 0
+
+
+def test_prompt_without_scribbles_has_empty_ones():
+    prompt = ClickPrompt.from_lists([(1, 1)], [1], image_size=SIZE)
+    assert prompt.scribbles == () and prompt.scribble_labels.shape == (0,)
+    assert prompt.positive_scribbles == () and prompt.negative_scribbles == ()
+
+
+@pytest.mark.parametrize("scribbles, labels, message", [
+    ([[]], [1], "scribble 0 is empty; a scribble needs at least one point"),
+    ([[(1, 1)], np.zeros((0, 2))], [1, 0], "scribble 1 is empty"),
+    ([[(1, 1)], [(1, 2, 3)]], [1, 1], "scribble 1 must be a list of (x, y) pairs, got an array of shape (1, 3)"),
+    ([[("a", "b")]], [1], "scribble 0 must be a list of (x, y) number pairs"),
+    ([[(1, 1), (2,)]], [1], "scribble 0 must be a list of (x, y)"),
+    (np.zeros((3, 2)), [1], "scribbles must be a list of polylines"),
+    ([[(1, 1), (math.nan, 4.0)]], [1], "scribble 0 point 1 (nan, 4.0) has a non-finite coordinate"),
+    ([[(1, 1)], [(2, 2), (3, math.inf)]], [1, 0], "scribble 1 point 1 (3.0, inf) has a non-finite coordinate"),
+    ([[(1, 1), (640.0, 10.0)]], [1], "scribble 0 point 1 (640.0, 10.0) is outside the 640x480 image"),
+    ([[(1, 1), (5, -0.5)]], [1], "scribble 0 point 1 (5.0, -0.5) is outside the 640x480 image"),
+    ([[(1, 1)], [(2, 2)]], [1], "got 1 scribble labels for 2 scribbles; give one label per scribble"),
+    ([[(1, 1)]], [], "got 0 scribble labels for 1 scribbles"),
+    ([[(1, 1)], [(2, 2)]], [1, 2], "scribble 1 label is 2; labels must be 1 (object) or 0 (background)"),
+    ([[(1, 1)]], ["x"], "scribble labels must be numbers"),
+    ([[(1, 1)]], [(1, 0)], "scribble labels must be one number per scribble"),
+    ([np.ones((6000, 2)), np.ones((4001, 2))], [1, 0], "the scribbles hold more than 10000 points"),
+])
+def test_invalid_scribbles_name_the_problem(scribbles, labels, message):
+    with pytest.raises(PromptError) as info:
+        ClickPrompt.from_lists([(1, 1)], [1], image_size=SIZE, scribbles=scribbles, scribble_labels=labels)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_scribble_point_cap_is_inclusive():
+    prompt = ClickPrompt.from_lists([], [], image_size=SIZE, scribbles=[np.ones((6000, 2)), np.ones((4000, 2))],
+                                    scribble_labels=[1, 0])
+    assert sum(len(s) for s in prompt.scribbles) == 10000
+
+
 def test_prompt_result_geometry():
     mask = np.zeros(SIZE, bool)
     mask[100:150, 200:260] = True
@@ -82,8 +136,11 @@ def test_registry_names_and_errors():
     assert create_prompt_engine("Classical").name == "classical"
     with pytest.raises(PromptError, match="unknown prompt engine 'nope'"):
         create_prompt_engine("nope")
-    with pytest.raises(PromptError, match="needs model="):
-        create_prompt_engine("openpixel")
+    packaged = create_prompt_engine("openpixel")  # no model: the packaged default pair
+    assert packaged.name == "openpixel"
+    packaged.close()
+    with pytest.raises(PromptError, match="prompt model file not found"):
+        create_prompt_engine("openpixel", "missing.encoder.onnx")
     with pytest.raises(PromptError, match="takes no model"):
         create_prompt_engine("classical", "model.onnx")
     with pytest.raises(PromptError, match="does not take that option"):

@@ -19,7 +19,7 @@ from openpixel_ros.engines import Engine
 from openpixel_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from openpixel_ros.interactive import ClickPrompt, PromptError, create_prompt_engine
 from openpixel_ros.interactive.sam_onnx import (BINARY_MASK_LOGIT, SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamOnnxEngine,
-                                                decoder_path_for)
+                                                decoder_path_for, scribble_samples)
 
 RADII_SQUARED = np.array([110.0, 410.0, 910.0, 1610.0], np.float32)
 IOU = np.array([0.5, 0.9, 0.7, 0.8], np.float32)
@@ -197,6 +197,45 @@ def test_box_becomes_corner_labels_2_and_3_without_padding(model_files):
     np.testing.assert_array_equal(decoder.feeds[-1]["point_labels"], [[1, 2, 3]])
     engine.predict(_prompt([], [], box=(10, 20, 110, 220)))
     np.testing.assert_array_equal(decoder.feeds[-1]["point_labels"], [[2, 3]])
+
+
+def test_scribble_samples_are_evenly_spaced_along_the_line():
+    # An L of length 100 + 40: 8 points every 20 pixels of arc, both ends included, the corner too.
+    samples = scribble_samples([(0, 0), (100, 0), (100, 40)])
+    assert samples.dtype == np.float32 and samples.shape == (8, 2)
+    np.testing.assert_allclose(samples, [[0, 0], [20, 0], [40, 0], [60, 0], [80, 0], [100, 0], [100, 20],
+                                         [100, 40]], atol=1e-4)
+    np.testing.assert_allclose(scribble_samples([(5, 5), (8, 5)]), [[5, 5], [6, 5], [7, 5], [8, 5]])  # short
+    np.testing.assert_array_equal(scribble_samples([(3.5, 4.5)]), [[3.5, 4.5]])  # one point
+    np.testing.assert_array_equal(scribble_samples([(3, 4), (3, 4), (3.5, 4)]), [[3, 4]])  # under a pixel long
+    # Repeated vertices do not bunch the samples.
+    np.testing.assert_allclose(scribble_samples([(0, 0), (0, 0), (70, 0), (70, 0)]),
+                               [[10.0 * k, 0] for k in range(8)], atol=1e-4)
+
+
+def test_scribbles_become_labelled_points_for_the_decoder(model_files):
+    engine, _, decoder = _engine(model_files, mask_source="masks")
+    engine.set_image(_frame())
+    # Scribbles alone: 8 samples of the positive line, then SAM's padding point; several
+    # points take SAM's single-output token 0.
+    result = engine.predict(_prompt([], [], scribbles=[[(100, 50), (170, 50)]], scribble_labels=[1]))
+    feed = decoder.feeds[-1]
+    np.testing.assert_allclose(feed["point_coords"][0], [[1.6 * (100 + 10 * k), 80] for k in range(8)] + [[0, 0]],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(feed["point_labels"], [[1] * 8 + [-1]])
+    np.testing.assert_array_equal(result.mask, _disc(100, 50, RADII_SQUARED[0]))  # the tiny decoder: first point
+    # A click, then a negative scribble, then a box.
+    engine.predict(_prompt([(300, 200)], [1], scribbles=[[(10, 10), (10, 20)]], scribble_labels=[0],
+                           box=(5, 5, 400, 300)))
+    feed = decoder.feeds[-1]
+    assert feed["point_coords"].shape == (1, 1 + 8 + 2, 2)
+    np.testing.assert_array_equal(feed["point_labels"], [[1] + [0] * 8 + [2, 3]])
+    np.testing.assert_allclose(feed["point_coords"][0, 1], [16, 16])
+    np.testing.assert_allclose(feed["point_coords"][0, 8], [16, 32])
+    # A one-point scribble is a lone click: SAM's best multimask token (IoU 0.9, token 1).
+    lone = engine.predict(_prompt([], [], scribbles=[[(100, 50)]], scribble_labels=[1]))
+    np.testing.assert_array_equal(decoder.feeds[-1]["point_labels"], [[1, -1]])
+    assert lone.score == pytest.approx(0.9)
 
 
 def test_embedding_is_computed_once_per_frame(model_files):

@@ -1,4 +1,4 @@
-"""The classical prompt engine: GrabCut seeded by clicks, with no weights at all.
+"""The classical prompt engine: GrabCut seeded by clicks and scribbles, with no weights at all.
 
 How a prompt becomes a mask (all at a working resolution whose longest side is
 ``work_size``, 320 by default, because GrabCut costs grow faster than the pixel count):
@@ -15,7 +15,9 @@ How a prompt becomes a mask (all at a working resolution whose longest side is
    clicks the competition of step 1 decides.
 3. **Seeds.** Every positive click is a disc of definite foreground, every negative click
    a disc of definite background (``seed_radius`` working pixels); outside a box is
-   definite background.
+   definite background. A scribble is its polyline swept by that disc, so it seeds like a
+   click at each of its pixels; in steps 1, 2 and 5 every pixel of a scribble counts as a
+   click of its label.
 4. **GrabCut** (OpenCV) refines the labelling with foreground/background colour GMMs and a
    contrast-sensitive smoothness term. The GMMs are initialised here by k-means on a
    4000-pixel sample instead of OpenCV's k-means++ over every pixel, which alone cost
@@ -26,8 +28,8 @@ How a prompt becomes a mask (all at a working resolution whose longest side is
    except those a negative click lands in: that click rejects its whole blob.
 6. **Upsampling** to the frame's size by linear interpolation of the binary mask
    (thresholded at 0.5, which smooths the staircase); then the clicked pixels themselves
-   are set to their label, so the mask always contains every positive click and excludes
-   every negative click.
+   and the scribbles' own 1-pixel lines are set to their label, so the mask always contains
+   every positive click and scribble and excludes every negative one.
 
 Score: the Bhattacharyya (Hellinger) distance between the colour histogram of the mask
 and that of a ring of background around it, in [0, 1]. 1 means the object's colours are
@@ -92,16 +94,27 @@ class ClassicalEngine(PromptEngine):
     # -- per prompt --------------------------------------------------------------------
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
         seeds = self._small_points(prompt)
-        positive = [p for p, label in seeds if label == 1]
-        negative = [p for p, label in seeds if label == 0]
+        lines = self._small_scribbles(prompt)
+        # Every pixel of a scribble is a click of its label for the geodesics and connectivity.
+        shape = self._small.shape[:2]
+        line_pixels = [(_line_pixels(shape, line), label) for line, label in lines]
+        positive = [p for p, label in seeds if label == 1] + [p for pixels, label in line_pixels if label == 1
+                                                              for p in pixels]
+        negative = [p for p, label in seeds if label == 0] + [p for pixels, label in line_pixels if label == 0
+                                                              for p in pixels]
 
         box_mask = None
         if prompt.box is not None:
             box_mask = self._small_box(prompt.box)
 
         labels = self._initial_labels(prompt, positive, negative, box_mask)
-        for point, label in seeds:  # later clicks override earlier ones where discs overlap
+        # Scribbles first, then clicks (the precise corrections); later ones override earlier ones.
+        for line, label in lines:
+            _draw_polyline(labels, line, int(cv2.GC_FGD if label else cv2.GC_BGD), self.seed_radius)
+        for point, label in seeds:
             cv2.circle(labels, point, self.seed_radius, int(cv2.GC_FGD if label else cv2.GC_BGD), -1)
+        for line, label in lines:
+            _draw_polyline(labels, line, int(cv2.GC_FGD if label else cv2.GC_BGD), 0)
         for point, label in seeds:
             labels[point[1], point[0]] = cv2.GC_FGD if label else cv2.GC_BGD
 
@@ -115,6 +128,10 @@ class ClassicalEngine(PromptEngine):
             foreground = foreground & ~_components_near(foreground, negative, self.seed_radius + 2)
 
         mask = self._upsample(foreground)
+        height, width = mask.shape
+        for line, label in zip(prompt.scribbles, prompt.scribble_labels):
+            pixels = np.minimum(np.floor(line).astype(np.int32), [width - 1, height - 1])
+            mask[_line_mask(mask.shape, pixels)] = bool(label)
         for (x, y), label in zip(prompt.pixel_indices(), prompt.labels):
             mask[y, x] = bool(label)
         score = _separation_score(self._small, foreground)
@@ -129,6 +146,16 @@ class ClassicalEngine(PromptEngine):
             row = min(small_h - 1, int(y * self._scale[1]))
             seeds.append(((col, row), int(label)))
         return seeds
+
+    def _small_scribbles(self, prompt: ClickPrompt) -> list:
+        """``[(int32 [K, 2] (col, row) vertices, label)]`` of the scribbles at working resolution."""
+        small_h, small_w = self._small.shape[:2]
+        lines = []
+        for line, label in zip(prompt.scribbles, prompt.scribble_labels):
+            cols = np.minimum(small_w - 1, (line[:, 0] * self._scale[0]).astype(np.int32))
+            rows = np.minimum(small_h - 1, (line[:, 1] * self._scale[1]).astype(np.int32))
+            lines.append((np.stack([cols, rows], axis=1), int(label)))
+        return lines
 
     def _small_box(self, box) -> np.ndarray:
         small_h, small_w = self._small.shape[:2]
@@ -229,9 +256,32 @@ def _geodesic(cost: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
 def _points_mask(shape, points) -> np.ndarray:
     mask = np.zeros(shape, bool)
-    for col, row in points:
-        mask[row, col] = True
+    if len(points):
+        cols, rows = np.asarray(points, np.int64).reshape(-1, 2).T
+        mask[rows, cols] = True
     return mask
+
+
+def _draw_polyline(canvas: np.ndarray, vertices: np.ndarray, value: int, radius: int) -> None:
+    """Draw the polyline through ``vertices`` ((col, row) int32 [K, 2]) swept by a disc of ``radius``."""
+    if len(vertices) > 1:
+        cv2.polylines(canvas, [vertices.reshape(-1, 1, 2)], False, value, 2 * radius + 1)
+    if radius > 0 or len(vertices) == 1:
+        for col, row in vertices:  # round joins and ends, like a click's disc
+            cv2.circle(canvas, (int(col), int(row)), radius, value, -1)
+
+
+def _line_mask(shape, vertices: np.ndarray) -> np.ndarray:
+    """Bool mask of the 1-pixel polyline through ``vertices``."""
+    canvas = np.zeros(shape, np.uint8)
+    _draw_polyline(canvas, vertices, 1, 0)
+    return canvas > 0
+
+
+def _line_pixels(shape, vertices: np.ndarray) -> list:
+    """``[(col, row)]`` of the 1-pixel polyline through ``vertices``."""
+    rows, cols = np.nonzero(_line_mask(shape, vertices))
+    return list(zip(cols.tolist(), rows.tolist()))
 
 
 def _border_mask(shape, region=None) -> np.ndarray:
@@ -270,9 +320,9 @@ def _fit_gmm(samples: np.ndarray, rng, max_samples: int = 4000) -> np.ndarray:
 def _components_near(mask: np.ndarray, points, radius: int) -> np.ndarray:
     """The connected components (8-connected) of ``mask`` within ``radius`` of one of ``points``."""
     count, components = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
-    near = np.zeros(mask.shape, np.uint8)
-    for point in points:
-        cv2.circle(near, point, radius, 1, -1)
+    # The points' discs: dilating their pixels by a disc is one call however many points there are.
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    near = cv2.dilate(_points_mask(mask.shape, points).view(np.uint8), kernel)
     keep = set(np.unique(components[near > 0]).tolist()) - {0}
     return np.isin(components, sorted(keep))
 
@@ -282,7 +332,8 @@ def _components_containing(mask: np.ndarray, points) -> np.ndarray:
     count, components = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
     if count <= 2:
         return mask
-    keep = {int(components[row, col]) for col, row in points} - {0}
+    cols, rows = np.asarray(points, np.int64).reshape(-1, 2).T
+    keep = set(np.unique(components[rows, cols]).tolist()) - {0}
     return np.isin(components, sorted(keep))
 
 

@@ -202,7 +202,7 @@ class OpenPixelPromptEngine(PromptEngine):
         """The whole frame, or (zoom-in, with a previous mask) a window around the object."""
         if not self.zoom_in or prompt.previous_mask is None or prompt.previous_logits is not None:
             return self._full
-        points = [prompt.positive_points] + [np.asarray(s) for s in getattr(prompt, "positive_scribbles", ())]
+        points = [prompt.positive_points] + [np.asarray(s) for s in prompt.positive_scribbles]
         in_h, in_w = self._full.placement.input_hw
         window = zoom_window(prompt.previous_mask, np.concatenate(points) if points else np.zeros((0, 2)),
                              in_w / in_h, self.zoom_expansion)
@@ -251,9 +251,9 @@ class OpenPixelPromptEngine(PromptEngine):
                                   self._to_input(prompt.negative_points, view),
                                   previous_mask=self._previous_probability(prompt, grid_hw, view), box=box,
                                   positive_scribbles=[self._to_input(s, view)
-                                                      for s in getattr(prompt, "positive_scribbles", ())],
+                                                      for s in prompt.positive_scribbles],
                                   negative_scribbles=[self._to_input(s, view)
-                                                      for s in getattr(prompt, "negative_scribbles", ())],
+                                                      for s in prompt.negative_scribbles],
                                   sigma=self.sigma)
         outputs = self.decoder.run({"features_s4": features_s4, "features_s8": features_s8,
                                     "prompts": maps[None]})

@@ -16,6 +16,9 @@ and optionally ``low_res_masks`` [1, M, 256, 256]. Decoders that lack
 ``scores`` for ``iou_predictions`` and low-resolution ``masks`` (upscaled here).
 EfficientSAM's own export (``batched_*`` inputs) is recognised by its input names.
 
+SAM takes points only: a scribble becomes up to :data:`SCRIBBLE_SAMPLES` points evenly
+spaced along it (both ends included), each labelled as the scribble.
+
 Per frame the encoder runs once (``set_image`` caches the embedding under the frame's key);
 every click after the first runs only the decoder. See docs/interactive.md for exporting
 MobileSAM, EdgeSAM, NanoSAM and EfficientSAM.
@@ -38,6 +41,8 @@ SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 DEFAULT_INPUT_SIZE = 1024
 #: Logit magnitude given to a binary previous mask turned into ``mask_input``.
 BINARY_MASK_LOGIT = 10.0
+#: Most points one scribble becomes for the decoder (SAM's prompts are points).
+SCRIBBLE_SAMPLES = 8
 
 _LABEL_PADDING, _LABEL_BOX_TOP_LEFT, _LABEL_BOX_BOTTOM_RIGHT = -1.0, 2.0, 3.0
 #: decoder flavour -> (coordinates input, labels input)
@@ -63,6 +68,24 @@ def decoder_path_for(encoder_path) -> Path:
             return candidate
     tried = ", ".join(c.name for c in candidates) or "no name with 'encoder' in it to derive one from"
     raise PromptError(f"no decoder found beside {encoder_path} (tried: {tried}); pass decoder=PATH")
+
+
+def scribble_samples(line, max_points: int = SCRIBBLE_SAMPLES) -> np.ndarray:
+    """float32 [n, 2] points evenly spaced along the polyline ``line`` ([K, 2] (x, y)), both ends
+    included: ``n = min(max_points, 1 + floor(length))``, so a scribble no longer than a pixel is
+    one point."""
+    line = np.asarray(line, np.float64).reshape(-1, 2)
+    steps = np.hypot(*np.diff(line, axis=0).T)
+    line = line[np.concatenate([[True], steps > 0])]  # repeated vertices add no length
+    steps = steps[steps > 0]
+    length = float(steps.sum())
+    count = max(1, min(int(max_points), 1 + int(length)))
+    if count == 1:
+        return line[:1].astype(np.float32)
+    along = np.concatenate([[0.0], np.cumsum(steps)])
+    wanted = np.linspace(0.0, along[-1], count)
+    return np.stack([np.interp(wanted, along, line[:, 0]), np.interp(wanted, along, line[:, 1])],
+                    axis=1).astype(np.float32)
 
 
 class SamOnnxEngine(PromptEngine):
@@ -232,7 +255,8 @@ class SamOnnxEngine(PromptEngine):
                 low_res, logits = logits, None  # EdgeSAM-style: "masks" are the low-resolution ones
         count = len(scores)
 
-        order = self._candidate_order(scores, prompt, multimask)
+        point_count = int(np.count_nonzero((labels == 0) | (labels == 1)))  # clicks and scribble samples
+        order = self._candidate_order(scores, point_count, prompt.box is not None, multimask)
         masks, kept_scores, kept_low_res = [], [], []
         for index in order:
             full = logits[index] if logits is not None else self._upscale(low_res[index])
@@ -247,9 +271,14 @@ class SamOnnxEngine(PromptEngine):
 
     def decoder_points(self, prompt: ClickPrompt) -> tuple:
         """``(coords [K, 2], labels [K])`` fed to the decoder: clicks in the decoder's frame, then
-        the box as two corners labelled 2 and 3, or else SAM's padding point (0, 0, -1)."""
+        each scribble's samples (:func:`scribble_samples`) with its label, then the box as two
+        corners labelled 2 and 3, or else SAM's padding point (0, 0, -1)."""
         coords = [self.to_model_coords(prompt.points)]
         labels = [prompt.labels.astype(np.float32)]
+        for line, label in zip(prompt.scribbles, prompt.scribble_labels):
+            samples = scribble_samples(line)
+            coords.append(self.to_model_coords(samples))
+            labels.append(np.full(len(samples), float(label), np.float32))
         if prompt.box is not None:
             x0, y0, x1, y1 = prompt.box
             coords.append(self.to_model_coords([[x0, y0], [x1, y1]]))
@@ -259,17 +288,18 @@ class SamOnnxEngine(PromptEngine):
             labels.append(np.array([_LABEL_PADDING], np.float32))
         return np.concatenate(coords).astype(np.float32), np.concatenate(labels).astype(np.float32)
 
-    def _candidate_order(self, scores: np.ndarray, prompt: ClickPrompt, multimask: bool) -> list:
+    def _candidate_order(self, scores: np.ndarray, point_count: int, has_box: bool, multimask: bool) -> list:
         """Indices of the masks to return, best first.
 
         With 4 outputs (SAM's single-mask token first, then 3 multimask tokens): multimask
         returns tokens 1..3 by predicted IoU; single mask follows SAM's own rule, the best of
-        1..3 for a lone click and token 0 once there is more than one click or a box.
+        1..3 for a lone point and token 0 once there is more than one point (clicks and
+        scribble samples together) or a box.
         Otherwise every output is a candidate, by predicted IoU (single mask: the best one).
         """
         count = len(scores)
         if count == 4:
-            if not multimask and (len(prompt.points) > 1 or prompt.box is not None):
+            if not multimask and (point_count > 1 or has_box):
                 return [0]
             candidates = [1, 2, 3]
         else:

@@ -104,6 +104,9 @@ class OpenPixelNode(Node):
             self.segmentor = Segmentor(model_path, engine=p("engine"), device=p("device"), threads=p("threads"),
                                        label_upsampling=p("label_upsampling"), prompt_engine=p("prompt_engine"),
                                        prompt_model=p("prompt_model") or None, adaptation=adaptation,
+                                       prompt_options=dict(zoom_in=p("click.zoom_in"),
+                                                           refine=p("click.boundary_refinement"))
+                                       if p("prompt_engine") == "openpixel" else None,
                                        **engine_options)
             self.segmentor.prompt_engine  # load a prompt model now: a bad path fails start-up, not a click
         except (EngineError, ContractError, PromptError, FileNotFoundError) as exc:
@@ -452,7 +455,9 @@ class OpenPixelNode(Node):
                     raise ValueError(f"previous_mask must be mono8, got {pm.encoding!r}")
                 previous = decode_raw("mono8", pm.height, pm.width, pm.step, False, pm.data) > 127
             prompt = ClickPrompt.from_lists([(p.x, p.y) for p in request.points], list(request.labels), box=box,
-                                            previous_mask=previous, image_size=rgb.shape[:2])
+                                            previous_mask=previous, image_size=rgb.shape[:2],
+                                            scribbles=[[(p.x, p.y) for p in s.points] for s in request.scribbles],
+                                            scribble_labels=[s.label for s in request.scribbles])
             result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             response.success, response.message = False, bounded(str(exc))

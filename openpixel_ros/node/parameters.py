@@ -111,6 +111,11 @@ NODE_PARAMETERS = (
               choices=("classical", "sam", "openpixel")),
     ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
               "beside it, see docs/interactive.md) or the OpenPixel model; unused by classical.", read_only=True),
+    ParamSpec("click.zoom_in", True, "openpixel prompt engine: from the second prompt on a frame (given the previous "
+              "mask), decode in a window around the object at the model's full input size.", read_only=True),
+    ParamSpec("click.boundary_refinement", "guided", "openpixel prompt engine: how the mask's edge reaches the "
+              "frame's resolution: guided (a guided filter snaps it to image edges) or none (bilinear).",
+              read_only=True, choices=("guided", "none")),
     ParamSpec("click.queue_size", 8, "Prompt requests (service calls and clicks) that may wait for the prompt "
               "worker. A service call beyond this is answered at once with success=false and 'busy: N "
               "requests queued'; a click beyond it is dropped (counted in diagnostics).", min=1, max=1000),
