@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", help="model file of the engine (sam: the image-encoder ONNX)")
     parser.add_argument("--decoder", help="sam: the prompt-decoder ONNX (default: found beside --model)")
     parser.add_argument("--device", default="cpu", help="sam: cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=0, help="sam: ONNX Runtime threads; 0 = one per core")
+    parser.add_argument("--threads", type=int, default=0, help="sam, openpixel: ONNX Runtime threads; 0 = one per core")
     parser.add_argument("--max-clicks", type=int, default=20, help="click budget per image (default: %(default)s)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N pairs (sorted by stem)")
     parser.add_argument("--no-previous-mask", action="store_true",
@@ -53,7 +53,7 @@ def _engine_options(args) -> dict:
     if args.engine == "sam":
         options.update(device=args.device, threads=args.threads)
     if args.engine == "openpixel":
-        options.update(zoom_in=args.zoom_in == "on", refine=args.refine)
+        options.update(threads=args.threads, zoom_in=args.zoom_in == "on", refine=args.refine)
     return options
 
 
