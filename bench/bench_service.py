@@ -8,7 +8,7 @@ round trip minus the engine's own time (which the node reports in the response).
 Target: <= 5 ms median beyond engine time. The engine is the SAM-format stand-in pair
 of bench_prompt_engines.py (a cached embedding: each click runs only the small decoder),
 so the engine time is small and steady and the overhead is measured precisely; the
-classical engine is timed too, as the no-weights default.
+packaged OpenPixel click model and the classical engine (no weights) are timed too.
 """
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             encoder = build_stand_in(Path(tmp))
             out["sam_stand_in"] = measure("sam", str(encoder), calls)
+        out["openpixel"] = measure("openpixel", "", calls)  # the packaged click model
         out["classical"] = measure("classical", "", max(5, calls // 4))
     finally:
         rclpy.try_shutdown()
