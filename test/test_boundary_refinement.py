@@ -34,3 +34,18 @@ def test_a_coarse_mask_snaps_to_the_object_edge():
     bilinear = probability > 0.5
     refined = refine_probability(rgb, probability, cell=8) > 0.5
     assert iou(refined) > iou(bilinear) + 0.08  # measured: 0.79 -> 0.91
+
+
+def test_only_the_boundary_band_is_filtered_and_agrees_with_the_whole_frame():
+    from openpixel_ros.interactive.boundary import guided_filter
+    h, w = 200, 300
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    coarse = np.zeros((h // 10, w // 10), np.float32)
+    coarse[5:10, 8:14] = 1.0  # a small object: its band is a small part of the frame
+    probability = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    banded = refine_probability(rgb, probability, cell=10)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    whole = guided_filter(grey, probability, 10, 1e-2)
+    assert ((banded > 0.5) != (whole > 0.5)).mean() < 1e-3
+    assert np.array_equal(refine_probability(rgb, np.ones((h, w), np.float32), cell=10), np.ones((h, w)))

@@ -27,9 +27,26 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     return box(a) * guide + box(b)
 
 
-def refine_probability(rgb: np.ndarray, probability: np.ndarray, cell: float, eps: float = 1e-2) -> np.ndarray:
+def refine_probability(rgb: np.ndarray, probability: np.ndarray, cell: float, eps: float = 1e-2,
+                       band: float = 0.02) -> np.ndarray:
     """``probability`` (float32 HxW, bilinearly upsampled from a grid of ``cell`` frame pixels per cell)
-    snapped to the edges of ``rgb`` (HxWx3 uint8): the guided filter with a window of about one cell."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * np.float32(1 / 255)
+    snapped to the edges of ``rgb`` (HxWx3 uint8): the guided filter with a window of about one cell.
+
+    Only the rectangle around the boundary band (``band < p < 1 - band``), widened by the filter's
+    reach, is filtered; elsewhere the probability is returned as is (it is near 0 or 1 there, and
+    so is the filter's output).
+    """
+    probability = probability.astype(np.float32, copy=False)
     radius = max(1, int(round(cell)))
-    return guided_filter(grey, probability.astype(np.float32, copy=False), radius, eps)
+    uncertain = (probability > band) & (probability < 1.0 - band)
+    if not uncertain.any():
+        return probability
+    rows, cols = np.nonzero(uncertain.any(axis=1))[0], np.nonzero(uncertain.any(axis=0))[0]
+    reach = 2 * radius + 1  # a box of boxes: the output sees 2 * radius pixels away
+    h, w = probability.shape
+    y0, y1 = max(0, rows[0] - reach), min(h, rows[-1] + 1 + reach)
+    x0, x1 = max(0, cols[0] - reach), min(w, cols[-1] + 1 + reach)
+    grey = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32) * np.float32(1 / 255)
+    out = probability.copy()
+    out[y0:y1, x0:x1] = guided_filter(grey, probability[y0:y1, x0:x1], radius, eps)
+    return out
