@@ -1,0 +1,88 @@
+"""The packaged click model (issue 12): the default prompt engine, loaded from the package, outlines
+objects from clicks far better than an untrained decoder and than GrabCut within three clicks."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from openpixel_ros.default_model import MODELS_DIR, default_model_path
+from openpixel_ros.eval.click_protocol import evaluate_sample, load_ground_truth
+from openpixel_ros.eval.common import load_rgb, pair_by_stem
+from openpixel_ros.interactive import DEFAULT_PROMPT_ENGINE, ClickPrompt, create_prompt_engine
+from openpixel_ros.interactive.openpixel_engine import OpenPixelPromptEngine
+from openpixel_ros.segmentor import Segmentor
+
+DECODER = MODELS_DIR / "openpixel_road.decoder.onnx"
+# Images of GrabCut's 50 that reach IoU 0.85 within three clicks. Measured: the packaged model
+# REACHED_BY_MODEL, the classical engine 38 (bench/results/clicks_grabcut_classical.json), an
+# untrained decoder 0. The bar sits between the classical engine and the model.
+REACHED_BY_MODEL = None
+BAR = None
+
+
+def synthetic_object(seed=0):
+    """A textured object (an ellipse) on a differently textured background, 480x360."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((360, 480), np.uint8)
+    cv2.ellipse(truth, (250, 170), (110, 70), 15, 0, 360, 1, -1)
+    truth = truth.astype(bool)
+    rgb = np.empty((360, 480, 3), np.uint8)
+    rgb[...] = np.clip(rng.normal((70, 110, 60), 18, (360, 480, 3)), 0, 255).astype(np.uint8)
+    rgb[truth] = np.clip(rng.normal((200, 80, 70), 18, (int(truth.sum()), 3)), 0, 255).astype(np.uint8)
+    return rgb, truth
+
+
+def test_the_packaged_click_decoder_is_the_default_prompt_engine():
+    assert DEFAULT_PROMPT_ENGINE == "openpixel"
+    segmentor = Segmentor()
+    engine = segmentor.prompt_engine
+    assert isinstance(engine, OpenPixelPromptEngine)
+    assert engine.zoom_in and engine.refine == "guided"
+    metadata = json.loads(DECODER.with_suffix(".json").read_text())
+    assert "config/train/click.yaml" in metadata["source"] and "non-commercial" in metadata["license"]
+    segmentor.close()
+
+
+def test_one_click_outlines_an_object_an_untrained_decoder_cannot(tmp_path):
+    torch = pytest.importorskip("torch")
+    from openpixel_ros.export.onnx_export import export_openpixel
+    from openpixel_ros.model.openpixel import ModelInfo, OpenPixel, OpenPixelConfig
+    from openpixel_ros.model_contract import load_contract
+
+    rgb, truth = synthetic_object()
+    prompt = ClickPrompt.from_lists([(250, 170)], [1], image_size=truth.shape)
+
+    def iou(engine):
+        engine.set_image(rgb)
+        mask = engine.predict(prompt).mask
+        return (mask & truth).sum() / (mask | truth).sum()
+
+    trained = iou(create_prompt_engine("openpixel"))
+    # The same architecture (config/train/road.yaml) with a freshly initialised decoder, behind the
+    # packaged encoder.
+    contract = load_contract(default_model_path())
+    torch.manual_seed(0)
+    model = OpenPixel(OpenPixelConfig(num_classes=len(contract.classes), s4_channels=64,
+                                      pyramid_channels=96)).eval()
+    _, untrained_decoder = export_openpixel(model, ModelInfo(input_height=360, input_width=480), tmp_path / "u.onnx")
+    untrained = iou(create_prompt_engine("openpixel", str(default_model_path()), decoder=str(untrained_decoder)))
+    assert trained > 0.85 and untrained < 0.5, (trained, untrained)
+
+
+def test_within_three_clicks_most_grabcut_objects_reach_085():
+    if BAR is None:
+        pytest.skip("thresholds not recorded yet")
+    grabcut = shared_path("datasets", "grabcut")
+    engine = create_prompt_engine("openpixel", threads=2)
+    reached = 0
+    pairs = pair_by_stem(grabcut / "images", grabcut / "masks")
+    for stem, image_path, mask_path in pairs:
+        truth, ignore = load_ground_truth(mask_path)
+        sample = evaluate_sample(engine, load_rgb(image_path), truth, ignore, name=stem, max_clicks=3,
+                                 stop_iou=0.85, min_clicks=1, key=stem)
+        reached += max(sample.ious) >= 0.85
+    assert len(pairs) == 50 and reached >= BAR, reached
