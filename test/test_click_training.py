@@ -178,3 +178,32 @@ def test_click_training_configuration_errors_are_named(change, message):
     change(raw)
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 1.0])
+def test_previous_mask_dropout_withholds_the_mask_in_the_training_pass(mask_folders, tmp_path, monkeypatch, dropout):
+    base = Trainer(config_from_dict({**copy.deepcopy(TINY), "output_dir": str(tmp_path / "base")}))
+    init = base.save_checkpoint()
+    sources = [{"images": str(mask_folders / "salient/images"), "masks": str(mask_folders / "salient/masks")}]
+    config = click_config(tmp_path / "click", sources, init, previous_mask_dropout=dropout)
+    config.clicks.max_iterations = 1
+    trainer = Trainer(config)
+    import openpixel_ros.training.train as train_module
+    calls = []
+    real = train_module.render_prompt_maps
+
+    def spy(input_hw, positive, negative, previous_mask=None, **kwargs):
+        calls.append(previous_mask is not None)
+        return real(input_hw, positive, negative, previous_mask=previous_mask, **kwargs)
+
+    monkeypatch.setattr(train_module, "render_prompt_maps", spy)
+    batch = config.train.batch_size
+    with_round = None
+    for _ in range(6):  # until a step draws a simulation round (its last pass then has previous masks)
+        calls.clear()
+        trainer.train_step()
+        if len(calls) == 2 * batch:
+            with_round = calls[batch:]
+            break
+    assert with_round is not None
+    assert not any(with_round) if dropout == 1.0 else all(with_round)

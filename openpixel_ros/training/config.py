@@ -105,6 +105,8 @@ class ClickConfig:
     # Probability that a sample is prompted with scribbles instead of clicks: one positive stroke,
     # then one corrective stroke per simulation round (click_simulation.scribble_in).
     scribble_prob: float = 0.0
+    # Probability that a sample's previous mask is withheld in the training pass (its clicks stay).
+    previous_mask_dropout: float = 0.0
 
 
 @dataclass
@@ -179,8 +181,9 @@ def config_from_dict(data: dict) -> TrainConfig:
                               "and train.freeze_encoder (object masks carry no semantic classes)")
     if config.train.freeze_encoder and not config.init_checkpoint:
         raise ConfigError("train.freeze_encoder needs init_checkpoint: a frozen random encoder learns nothing")
-    if not 0.0 <= config.clicks.scribble_prob <= 1.0:
-        raise ConfigError("clicks.scribble_prob must be in [0, 1]")
+    for name in ("scribble_prob", "previous_mask_dropout"):
+        if not 0.0 <= getattr(config.clicks, name) <= 1.0:
+            raise ConfigError(f"clicks.{name} must be in [0, 1]")
     if config.optimizer.name not in ("adamw", "sgd"):
         raise ConfigError(f"optimizer.name must be adamw or sgd, not {config.optimizer.name!r}")
     if config.schedule.name not in ("poly", "cosine", "constant"):

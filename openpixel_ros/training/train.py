@@ -338,6 +338,10 @@ class Trainer:
                         # prediction at the input's size, area-averaged onto the prompt grid by
                         # render_prompt_maps; not the sigmoid on the grid (issue 12, item 2).
                         previous = list((full[:, 0] > 0).float().cpu().numpy())
+            if cfg.clicks.previous_mask_dropout:
+                # Some samples lose their previous mask, so the decoder must find the object's extent
+                # from the prompts alone and cannot read "no mask yet" as "all background".
+                previous = [None if rng.random() < cfg.clicks.previous_mask_dropout else prev for prev in previous]
             self.model.decoder.train()
             mask_logits, score = self.model.decode(f4, f8, self._prompts(clicks, previous, input_hw))
             target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32)).to(self.device)
