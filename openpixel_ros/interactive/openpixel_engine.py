@@ -155,6 +155,7 @@ class OpenPixelPromptEngine(PromptEngine):
                               f"{sorted(decoder_outputs)}; expected {_DECODER_INPUTS} -> {_DECODER_OUTPUTS}")
         self.sigma = float(decoder_metadata.get("click_sigma", DEFAULT_SIGMA))
         self.conditioning = conditioning
+        self.decoder_path: Optional[Path] = None  # set by from_files
         self._zoom_encoder_ms = 0.0  # this prompt's window encoding (part of decoder_ms)
         self._full: Optional[_View] = None
         self._zoom: Optional[_View] = None
@@ -175,7 +176,9 @@ class OpenPixelPromptEngine(PromptEngine):
         try:
             contract = load_contract(encoder_path, encoder.metadata)
             metadata = read_decoder_metadata(decoder_path, decoder_engine)
-            return cls(encoder, decoder_engine, contract, metadata, **options)
+            engine = cls(encoder, decoder_engine, contract, metadata, **options)
+            engine.decoder_path = decoder_path
+            return engine
         except (ContractError, EngineError):
             encoder.close()
             decoder_engine.close()
