@@ -57,14 +57,25 @@ def main() -> int:
     if not steps:
         raise SystemExit(f"error: no step_<N>.pt checkpoints in {run}")
     pairs = pair_by_stem(args.images, args.masks)
+    done = {}  # steps already in the JSON of the same run and set are kept (the script resumes)
+    if Path(args.json).is_file():
+        old = json.loads(Path(args.json).read_text())
+        if old.get("run") == str(run) and old.get("set") == args.images:
+            done = {row["step"]: row for row in old["curve"]}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for step, path in steps:
+            if step in done:
+                rows.append(done[step])
+                continue
             summary = evaluate_checkpoint(path, pairs, Path(tmp), args.max_clicks, args.threads)
             rows.append({"step": step, **{k: summary[k] for k in ("noc85", "noc90", "over20_90", "miou_at")}})
             print(f"step {step}: NoC@85 {summary['noc85']:.2f}  NoC@90 {summary['noc90']:.2f}  "
                   f"never 90: {summary['over20_90']}  mIoU@1/3/5 "
                   + "/".join(f"{summary['miou_at'][k]:.3f}" for k in ("1", "3", "5")), flush=True)
+            Path(args.json).write_text(json.dumps({"run": str(run), "images": len(pairs), "set": args.images,
+                                                   "options": "zoom-in on, guided boundaries", "curve": rows},
+                                                  indent=1))
     Path(args.json).write_text(json.dumps({"run": str(run), "images": len(pairs), "set": args.images,
                                            "options": "zoom-in on, guided boundaries", "curve": rows}, indent=1))
     print(f"wrote {args.json}")

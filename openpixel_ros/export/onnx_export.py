@@ -144,8 +144,13 @@ def encoder_contract(config, info, height: Optional[int], width: Optional[int], 
                **(extra or {})})
 
 
-def decoder_metadata(config, height: Optional[int], width: Optional[int], encoder_file: str) -> dict:
-    """The decoder's metadata: what the promptable engine needs to render prompts and read outputs."""
+PROVENANCE_KEYS = ("license", "source")  # --metadata keys that also describe the decoder
+
+
+def decoder_metadata(config, height: Optional[int], width: Optional[int], encoder_file: str,
+                     extra: Optional[dict] = None) -> dict:
+    """The decoder's metadata: what the promptable engine needs to render prompts and read outputs,
+    and the provenance keys (licence, source) of ``extra``."""
     from openpixel_ros.model.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE
 
     return {
@@ -158,6 +163,7 @@ def decoder_metadata(config, height: Optional[int], width: Optional[int], encode
         "click_sigma": DEFAULT_SIGMA,
         "grid_stride": GRID_STRIDE,
         "outputs": {"mask_logits": "[1,1,ceil(H/4),ceil(W/4)] object logit", "score": "[1,1] logit of predicted IoU"},
+        **{k: v for k, v in (extra or {}).items() if k in PROVENANCE_KEYS},
     }
 
 
@@ -198,7 +204,7 @@ def export_openpixel(model, info, onnx_path, height: Optional[int] = None, width
     prompts = torch.zeros(1, config.prompt_channels, *features_s4.shape[-2:])
     export_module(DecoderGraph(model), (features_s4, features_s8, prompts), decoder_path,
                   ["features_s4", "features_s8", "prompts"], ["mask_logits", "score"], opset, decoder_axes,
-                  metadata=decoder_metadata(config, fixed_h, fixed_w, encoder_path.name))
+                  metadata=decoder_metadata(config, fixed_h, fixed_w, encoder_path.name, extra))
     return encoder_path, decoder_path
 
 
