@@ -82,3 +82,11 @@ def test_within_three_clicks_most_grabcut_objects_reach_085():
                                  stop_iou=0.85, min_clicks=1, key=stem)
         reached += max(sample.ious) >= 0.85
     assert len(pairs) == 50 and reached >= BAR, reached
+
+
+def test_the_int8_encoder_finds_the_shared_decoder_its_contract_names():
+    engine = create_prompt_engine("openpixel", "openpixel_road.int8")
+    assert engine.decoder_path == DECODER
+    rgb, truth = synthetic_object()
+    assert evaluate_sample(engine, rgb, truth, max_clicks=2, stop_iou=None).ious[-1] > 0.8
+    engine.close()

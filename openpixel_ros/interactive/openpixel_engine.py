@@ -102,6 +102,16 @@ def zoom_window(region: np.ndarray, points, aspect: float, expansion: float = 1.
     return left, top, left + bw, top + bh
 
 
+def _decoder_named_by(encoder_path) -> Optional[Path]:
+    """The decoder file the encoder's sidecar contract names (``prompt_decoder``), when it exists."""
+    try:
+        name = load_contract(encoder_path).extra.get("prompt_decoder")
+    except (ContractError, OSError, ValueError):
+        return None
+    path = Path(encoder_path).with_name(name) if isinstance(name, str) and name else None
+    return path if path is not None and path.is_file() else None
+
+
 def read_decoder_metadata(decoder_path, engine: Engine) -> dict:
     """The decoder's metadata from its sidecar JSON or embedded ``openpixel`` property; EngineError if absent."""
     sidecar = Path(decoder_path).with_suffix(".json")
@@ -163,10 +173,12 @@ class OpenPixelPromptEngine(PromptEngine):
     @classmethod
     def from_files(cls, encoder_path, decoder: Optional[str] = None, *, device: str = "cpu", threads: int = 0,
                    backend: str = "onnxruntime", **options) -> "OpenPixelPromptEngine":
-        """Load ``X.encoder.onnx`` and its decoder (``decoder``, else ``X.decoder.onnx`` beside it)."""
+        """Load ``X.encoder.onnx`` and its decoder: ``decoder``, else the one the encoder's contract names
+        (``prompt_decoder``: an INT8 encoder shares the FP32 decoder), else ``X.decoder.onnx`` beside it."""
         if not encoder_path:
             raise PromptError("prompt engine 'openpixel' needs model=<X.encoder.onnx>")
-        decoder_path = Path(decoder) if decoder else decoder_path_for(encoder_path)
+        decoder_path = Path(decoder) if decoder else (_decoder_named_by(encoder_path)
+                                                      or decoder_path_for(encoder_path))
         encoder = create_engine(backend, encoder_path, device=device, threads=threads)
         try:
             decoder_engine = create_engine(backend, decoder_path, device=device, threads=threads)
