@@ -120,13 +120,8 @@ class Segmentor:
         return self._prompt_engine
 
     def _has_click_decoder(self) -> bool:
-        from .interactive import PromptError
-        from .interactive.sam_onnx import decoder_path_for
-        try:
-            decoder_path_for(self.model_path)
-        except PromptError:
-            return False
-        return True
+        from .interactive.openpixel_engine import click_decoder_for
+        return click_decoder_for(self.model_path) is not None
 
     # -- inference --------------------------------------------------------------------
     def set_adaptation(self, config) -> None:

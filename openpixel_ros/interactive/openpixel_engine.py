@@ -112,6 +112,15 @@ def _decoder_named_by(encoder_path) -> Optional[Path]:
     return path if path is not None and path.is_file() else None
 
 
+def click_decoder_for(encoder_path) -> Optional[Path]:
+    """The click decoder that :meth:`OpenPixelPromptEngine.from_files` would pair with ``encoder_path``,
+    or None when there is none."""
+    try:
+        return _decoder_named_by(encoder_path) or decoder_path_for(encoder_path)
+    except PromptError:
+        return None
+
+
 def read_decoder_metadata(decoder_path, engine: Engine) -> dict:
     """The decoder's metadata from its sidecar JSON or embedded ``openpixel`` property; EngineError if absent."""
     sidecar = Path(decoder_path).with_suffix(".json")
@@ -178,7 +187,7 @@ class OpenPixelPromptEngine(PromptEngine):
         if not encoder_path:
             raise PromptError("prompt engine 'openpixel' needs model=<X.encoder.onnx>")
         decoder_path = Path(decoder) if decoder else (_decoder_named_by(encoder_path)
-                                                      or decoder_path_for(encoder_path))
+                                                      or decoder_path_for(encoder_path))  # raises when none
         encoder = create_engine(backend, encoder_path, device=device, threads=threads)
         try:
             decoder_engine = create_engine(backend, decoder_path, device=device, threads=threads)
