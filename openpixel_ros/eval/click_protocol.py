@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-import cv2
 import numpy as np
 
 from ..interactive import ClickPrompt
@@ -78,29 +77,18 @@ def iou(ground_truth: np.ndarray, prediction: np.ndarray, ignore: Optional[np.nd
     return intersection / union if union else 1.0
 
 
-def _interior_distance(region: np.ndarray) -> np.ndarray:
-    """Distance of each ``region`` pixel to the nearest non-region pixel, the image border
-    counting as non-region (so a region touching the border is not "deep" there)."""
-    padded = np.pad(region.view(np.uint8), 1)
-    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-
-
 def next_click(ground_truth: np.ndarray, prediction: np.ndarray,
                ignore: Optional[np.ndarray] = None) -> Optional[tuple]:
     """The protocol's next click ``(x, y, label)`` (label 1 positive, 0 negative), or None
-    when there is no error left. Ties go to the first pixel in raster order."""
-    valid = ~ignore if ignore is not None else np.ones(ground_truth.shape, bool)
-    false_negative = ground_truth & ~prediction & valid
-    false_positive = prediction & ~ground_truth & valid
-    fn_distance = _interior_distance(false_negative)
-    fp_distance = _interior_distance(false_positive)
-    fn_max, fp_max = float(fn_distance.max()), float(fp_distance.max())
-    if fn_max == 0 and fp_max == 0:
-        return None
-    positive = fn_max >= fp_max  # RITM's rule: the deeper error wins, false negatives on ties
-    distance = fn_distance if positive else fp_distance
-    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return int(col), int(row), 1 if positive else 0
+    when there is no error left. Ties go to the first pixel in raster order.
+
+    The rule is training's (:func:`openpixel_ros.training.click_simulation.next_click` without
+    a generator: the interior-most pixel of the deeper error), so the two cannot drift apart.
+    """
+    from ..training.click_simulation import next_click as simulated_click
+
+    click = simulated_click(prediction, ground_truth, ignore)
+    return None if click is None else (click.col, click.row, 1 if click.positive else 0)
 
 
 def noc(ious: Sequence[float], threshold: float, max_clicks: int) -> int:
