@@ -117,6 +117,20 @@ class SampleResult:
         return self.ious[min(clicks, len(self.ious)) - 1]
 
 
+def _predict_and_score(engine, rgb: np.ndarray, prompt, key, ground_truth: np.ndarray, ignore: np.ndarray,
+                       result: "SampleResult") -> np.ndarray:
+    """One protocol step: the engine's mask for ``prompt`` (timed, ``set_image`` included), its IoU
+    recorded in ``result``; returns the mask."""
+    started = time.perf_counter()
+    engine.set_image(rgb, key=key)
+    output = engine.predict(prompt)
+    result.click_ms.append((time.perf_counter() - started) * 1e3)
+    result.timings.append(dict(output.timings))
+    prediction = np.asarray(output.mask, bool)
+    result.ious.append(iou(ground_truth, prediction, ignore))
+    return prediction
+
+
 def evaluate_sample(engine, rgb: np.ndarray, ground_truth: np.ndarray, ignore: Optional[np.ndarray] = None,
                     *, name: str = "", max_clicks: int = 20, feed_previous_mask: bool = True,
                     stop_iou: Optional[float] = max(NOC_THRESHOLDS), min_clicks: int = max(MIOU_AT),
@@ -145,13 +159,7 @@ def evaluate_sample(engine, rgb: np.ndarray, ground_truth: np.ndarray, ignore: O
         labels = [label for _, _, label in result.clicks]
         previous = prediction if feed_previous_mask and len(result.clicks) > 1 else None
         prompt = ClickPrompt.from_lists(points, labels, previous_mask=previous, image_size=ground_truth.shape)
-        started = time.perf_counter()
-        engine.set_image(rgb, key=key)
-        output = engine.predict(prompt)
-        result.click_ms.append((time.perf_counter() - started) * 1e3)
-        result.timings.append(dict(output.timings))
-        prediction = np.asarray(output.mask, bool)
-        result.ious.append(iou(ground_truth, prediction, ignore))
+        prediction = _predict_and_score(engine, rgb, prompt, key, ground_truth, ignore, result)
         reached = reached or (stop_iou is not None and result.ious[-1] >= stop_iou)
         if reached and len(result.ious) >= min_clicks:
             break
@@ -214,24 +222,16 @@ def evaluate_scribbles(engine, rgb: np.ndarray, ground_truth: np.ndarray, ignore
         raise ValueError(f"{name or 'mask'}: the ground truth has no object pixel")
     result = SampleResult(name=name)
     prediction = None
-    strokes = []
     for _ in range(count):
         stroke = scribble_in(ground_truth & ~ignore, True) if prediction is None else \
             next_scribble(prediction, ground_truth, ignore)
         if stroke is None:
             break
-        strokes.append((scribble_prompt_points(stroke), 1 if stroke.positive else 0))
-        result.clicks.append(strokes[-1])
-        prompt = ClickPrompt.from_lists([], [], scribbles=[s for s, _ in strokes],
-                                        scribble_labels=[label for _, label in strokes],
+        result.clicks.append((scribble_prompt_points(stroke), 1 if stroke.positive else 0))
+        prompt = ClickPrompt.from_lists([], [], scribbles=[s for s, _ in result.clicks],
+                                        scribble_labels=[label for _, label in result.clicks],
                                         previous_mask=prediction, image_size=ground_truth.shape)
-        started = time.perf_counter()
-        engine.set_image(rgb, key=key)
-        output = engine.predict(prompt)
-        result.click_ms.append((time.perf_counter() - started) * 1e3)
-        result.timings.append(dict(output.timings))
-        prediction = np.asarray(output.mask, bool)
-        result.ious.append(iou(ground_truth, prediction, ignore))
+        prediction = _predict_and_score(engine, rgb, prompt, key, ground_truth, ignore, result)
     return result
 
 

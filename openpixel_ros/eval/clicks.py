@@ -97,9 +97,9 @@ def run(args) -> int:
     if not samples:
         raise SystemExit("error: no image with an object to evaluate")
     options = {k: v for k, v in _engine_options(args).items() if k in ("zoom_in", "refine")}
+    head = {"engine": args.engine, "model": str(model) if model else None, "protocol": args.protocol, **options}
     if args.protocol == "scribbles":
-        report = {"engine": args.engine, "model": str(model) if model else None, "protocol": "scribbles",
-                  **options, **summarize_scribbles(samples), "skipped": skipped,
+        report = {**head, **summarize_scribbles(samples), "skipped": skipped,
                   "wall_s": round(time.perf_counter() - started, 1),
                   "per_image": [{"name": s.name, "ious": [round(float(v), 4) for v in s.ious],
                                  "scribbles": [[list(map(list, pts)), label] for pts, label in s.clicks]}
@@ -107,18 +107,12 @@ def run(args) -> int:
         for k, v in report["miou_at_scribbles"].items():
             print(f"mIoU after {k} scribble{'s' if k != '1' else ''}  {v:.4f}")
         print(f"per-scribble ms (median)  {report['per_scribble_ms_median']}")
-        if args.json:
-            write_json(args.json, report)
-            progress(f"wrote {args.json}")
-        return 0
-
-    summary = summarize(samples, args.max_clicks)
-    report = {"engine": args.engine, "model": str(model) if model else None, "protocol": "clicks", **options,
-              **summary,
-              "previous_mask": not args.no_previous_mask, "skipped": skipped,
-              "wall_s": round(time.perf_counter() - started, 1),
-              "per_image": [sample_record(s, args.max_clicks) for s in samples]}
-    _print_table(report)
+    else:
+        report = {**head, **summarize(samples, args.max_clicks),
+                  "previous_mask": not args.no_previous_mask, "skipped": skipped,
+                  "wall_s": round(time.perf_counter() - started, 1),
+                  "per_image": [sample_record(s, args.max_clicks) for s in samples]}
+        _print_table(report)
     if args.json:
         write_json(args.json, report)
         progress(f"wrote {args.json}")

@@ -175,13 +175,11 @@ class Trainer:
             for p in decoder:
                 p.requires_grad_(True)
             groups = [{"params": decoder, "lr": opt.lr}]
-            if opt.name == "sgd":
-                return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-            return torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
-        backbone = list(self.model.backbone.parameters())
-        backbone_ids = {id(p) for p in backbone}
-        rest = [p for p in self.model.parameters() if id(p) not in backbone_ids]
-        groups = [{"params": backbone, "lr": opt.lr * opt.backbone_lr_scale}, {"params": rest, "lr": opt.lr}]
+        else:
+            backbone = list(self.model.backbone.parameters())
+            backbone_ids = {id(p) for p in backbone}
+            rest = [p for p in self.model.parameters() if id(p) not in backbone_ids]
+            groups = [{"params": backbone, "lr": opt.lr * opt.backbone_lr_scale}, {"params": rest, "lr": opt.lr}]
         if opt.name == "sgd":
             return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
         return torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
