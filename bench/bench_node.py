@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, dds_safe_env, print_table, write_results  # noqa: E402
+from common import REPO, dds_safe_env, print_table, stop_node, write_results  # noqa: E402
 
 ENV = dds_safe_env()
 
@@ -100,11 +100,7 @@ class Bench:
 
     def close(self):
         self.node.destroy_node()
-        self.proc.send_signal(subprocess.signal.SIGINT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_node(self.proc)
 
 
 def frames_at(width, height, n=8):

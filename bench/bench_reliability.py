@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, dds_safe_env, print_table, write_results  # noqa: E402
+from common import REPO, dds_safe_env, print_table, stop_node, write_results  # noqa: E402
 
 ENV = dds_safe_env()
 
@@ -151,11 +151,7 @@ def measure(source_tree: Path, label: str, args) -> dict:
         return out
     finally:
         session.close()
-        proc.send_signal(subprocess.signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_node(proc, timeout=15)
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, dds_safe_env, print_table, write_results  # noqa: E402
+from common import REPO, dds_safe_env, print_table, stop_node, write_results  # noqa: E402
 
 ENV = dds_safe_env()
 
@@ -87,11 +87,7 @@ def measure(engine: str, model: str, calls: int) -> dict:
         return results
     finally:
         node.destroy_node()
-        proc.send_signal(subprocess.signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_node(proc)
 
 
 def main(argv=None) -> int:

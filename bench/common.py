@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,3 +60,12 @@ def print_table(title: str, header: list, rows: list) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop a node process as Ctrl-C would (SIGINT), killing it if it has not exited in ``timeout`` s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
