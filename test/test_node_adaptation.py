@@ -1,7 +1,6 @@
 """Lighting adaptation in the node: state published, adapted image, conditioning input, parameters."""
 import numpy as np
 import pytest
-import rclpy
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import Image
@@ -20,18 +19,16 @@ DARK = (DAYLIGHT // 10).astype(np.uint8)                         # a tunnel: mea
 
 
 @pytest.fixture(scope="module")
-def node(ros_env, tmp_path_factory):
+def node(ros_env, rcl, tmp_path_factory):
     # p = sigmoid(conditioning[0]): 0.5 (label 0) for a score of 0, above 0.5 (label 1) otherwise.
     path = tmp_path_factory.mktemp("cond") / "conditioned.onnx"
     linear_classifier(path, [[0.0, 0.0, 0.0]], [0.0], kind="probability", conditioning_size=CONDITIONING_SIZE)
-    rclpy.init()
     proc = NodeProcess(node_command("-p", f"model_path:={path}", "-r", "__node:=openpixel_a",
                                     "-p", "adaptation.smoothing:=1.0"), ros_env)
     probe = Probe("test_adaptation")
     yield proc, probe
     probe.destroy()
     proc.stop()
-    rclpy.try_shutdown()
 
 
 def _stream_until(probe, pub, frame, sec, topics, timeout=20):

@@ -27,8 +27,7 @@ def _diag(messages):
     return values[-1] if values else {}
 
 
-def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, model):
-    rclpy.init()
+def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl, model):
     proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_burst",
                                     "-r", "image:=/burst_cam/image",
                                     "-p", "adaptation.enabled:=false", "-p", "diagnostics_period:=0.2",
@@ -108,14 +107,12 @@ def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, mod
             c.destroy_node()
         probe.destroy()
         log = proc.stop()
-        rclpy.try_shutdown()
     assert "Traceback" not in log, log
 
 
-def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, model):
+def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, rcl, model):
     """Frames overwritten in the subscription queue (depth 1) before the node took them are
     counted from gaps in the publisher's sequence numbers: received + overrun == published."""
-    rclpy.init()
     proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_overrun",
                                     "-r", "image:=/overrun_cam/image", "-p", "adaptation.enabled:=false",
                                     "-p", "diagnostics_period:=0.2"), ros_env)
@@ -143,4 +140,3 @@ def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, model)
     finally:
         probe.destroy()
         proc.stop()
-        rclpy.try_shutdown()

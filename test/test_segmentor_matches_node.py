@@ -1,7 +1,6 @@
 """The Python API and the node run one code path: identical labels and masks on the same frame."""
 import numpy as np
 import pytest
-import rclpy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from skimage import data
@@ -21,10 +20,9 @@ def model():
         pytest.skip(f"default model not fetched: {exc}")
 
 
-def test_segmentor_gives_the_node_s_result(ros_env, model):
+def test_segmentor_gives_the_node_s_result(ros_env, rcl, model):
     frame = np.ascontiguousarray(data.astronaut()[:, :, :3])
     expected = Segmentor().infer(frame)
-    rclpy.init()
     proc = NodeProcess(node_command("-r", "__node:=openpixel_parity"), ros_env)
     probe = Probe("test_parity")
     try:
@@ -39,7 +37,6 @@ def test_segmentor_gives_the_node_s_result(ros_env, model):
     finally:
         probe.destroy()
         proc.stop()
-        rclpy.try_shutdown()
     got = decode_raw("mono8", 512, 512, labels[0].step, False, labels[0].data)
     np.testing.assert_array_equal(got, expected.labels)
     np.testing.assert_array_equal(decode_raw("mono8", 512, 512, masks[0].step, False, masks[0].data), expected.mask)
