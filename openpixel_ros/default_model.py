@@ -15,6 +15,9 @@ Named models, accepted wherever a model path is (``model_path`` parameter,
 ``openpixel_road.int8`` INT8 encoder (ONNX Runtime static quantization), same decoder
 ``selfie``             MediaPipe selfie (person), fetched by ``openpixel_fetch_model``
 =====================  ===============================================================
+
+The click network ``openpixel_click`` (``openpixel_click.onnx``, the ``openpixel`` prompt
+engine's default) ships beside them; it is a prompt model, not a segmentation model.
 """
 from __future__ import annotations
 
@@ -27,6 +30,18 @@ PACKAGED_MODELS = {
     "openpixel_road.int8": "openpixel_road.int8.encoder.onnx",
 }
 MODEL_NAMES = (*PACKAGED_MODELS, "selfie")
+#: The click network (``openpixel`` prompt engine's default): its own file, not a segmentation model.
+CLICK_NETWORK = "openpixel_click"
+CLICK_NETWORK_FILE = "openpixel_click.onnx"
+
+
+def click_network_path() -> Path:
+    """The packaged click network's ONNX file; FileNotFoundError when the install lacks it."""
+    path = MODELS_DIR / CLICK_NETWORK_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"packaged click network {path} is missing: the package install is incomplete "
+                                "(reinstall openpixel_ros)")
+    return path
 
 
 def default_model_path() -> Path:

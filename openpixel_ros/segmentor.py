@@ -71,8 +71,7 @@ class Segmentor:
     ``AdaptationConfig``; or None/False for none),
     ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel"; default
     :data:`openpixel_ros.interactive.DEFAULT_PROMPT_ENGINE`), ``prompt_model`` (its model; for
-    "openpixel" the segmentation model itself when it has a click decoder beside it, else the
-    packaged default) and ``prompt_options`` (the engine's options, e.g. ``{"zoom_in": False}``).
+    "openpixel" the packaged click network when None) and ``prompt_options`` (the engine's options, e.g. ``{"zoom_in": False}``).
     """
 
     def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = None, threads: int = 0,
@@ -113,15 +112,8 @@ class Segmentor:
         if self._prompt_engine is None:
             from .interactive import DEFAULT_PROMPT_ENGINE, create_prompt_engine
             name = (self._prompt_engine_name or DEFAULT_PROMPT_ENGINE).lower()
-            model = self._prompt_model
-            if model is None and name == "openpixel" and self._has_click_decoder():
-                model = self.model_path  # the click head of the model that segments the frames
-            self._prompt_engine = create_prompt_engine(name, model, **self._prompt_options)
+            self._prompt_engine = create_prompt_engine(name, self._prompt_model, **self._prompt_options)
         return self._prompt_engine
-
-    def _has_click_decoder(self) -> bool:
-        from .interactive.openpixel_engine import click_decoder_for
-        return click_decoder_for(self.model_path) is not None
 
     # -- inference --------------------------------------------------------------------
     def set_adaptation(self, config) -> None:

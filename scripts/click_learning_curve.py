@@ -3,7 +3,8 @@
     .venv/bin/python scripts/click_learning_curve.py [--run out/train/click] [--images DIR --masks DIR]
         [--json bench/results/click_learning_curve.json]
 
-For each ``step_<N>.pt`` (and ``last.pt``) in the run folder: export the ONNX pair, load it in the
+For each ``step_<N>.pt`` (and ``last.pt``) in the run folder: export it (a click network's graph, or the
+road model's ONNX pair), load it in the
 ``openpixel`` prompt engine with the shipped options (zoom-in, guided boundaries) and run the
 standard click protocol (``eval clicks``) on the evaluation set, GrabCut by default. The
 checkpoint that ships is the run's last one whatever this curve says: it reports, it does not
@@ -29,9 +30,19 @@ def evaluate_checkpoint(checkpoint: Path, pairs, folder: Path, max_clicks: int, 
     from openpixel_ros.interactive import create_prompt_engine
     from openpixel_ros.model.openpixel import load_checkpoint_model
 
-    model, info, _ = load_checkpoint_model(checkpoint)
-    encoder, _ = export_openpixel(model, info, folder / f"{checkpoint.stem}.onnx")
-    engine = create_prompt_engine("openpixel", str(encoder), threads=threads)
+    import torch
+
+    from openpixel_ros.export.click_network import export_click_network
+    from openpixel_ros.model.click_network import CLICK_NETWORK_CHECKPOINT, load_click_network_checkpoint
+
+    if torch.load(checkpoint, map_location="cpu", weights_only=True).get("format") == CLICK_NETWORK_CHECKPOINT:
+        network, saved = load_click_network_checkpoint(checkpoint)  # issue 21's click network
+        model_file = export_click_network(network, folder / f"{checkpoint.stem}.onnx",
+                                          sigma=saved["train_config"]["clicks"]["sigma"])
+    else:  # the road model with its late-fusion click decoder (issue 12)
+        model, info, _ = load_checkpoint_model(checkpoint)
+        model_file, _ = export_openpixel(model, info, folder / f"{checkpoint.stem}.onnx")
+    engine = create_prompt_engine("openpixel", str(model_file), threads=threads)
     samples = []
     for stem, image_path, mask_path in pairs:
         ground_truth, ignore = load_ground_truth(mask_path)

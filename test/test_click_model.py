@@ -1,5 +1,6 @@
-"""The packaged click model (issue 12): the default prompt engine, loaded from the package, outlines
-objects from clicks far better than an untrained decoder and than GrabCut within three clicks."""
+"""The road model's click decoder (issue 12), now behind the click network (issue 21) as
+``create_prompt_engine("openpixel", "openpixel_road")``: it outlines objects from clicks far better
+than an untrained decoder."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from conftest import shared_path
 from openpixel_ros.default_model import MODELS_DIR, default_model_path
 from openpixel_ros.eval.click_protocol import evaluate_sample, load_ground_truth
 from openpixel_ros.eval.common import load_rgb, pair_by_stem
-from openpixel_ros.interactive import DEFAULT_PROMPT_ENGINE, create_prompt_engine
+from openpixel_ros.interactive import create_prompt_engine
 from openpixel_ros.interactive.openpixel_engine import OpenPixelPromptEngine
 from openpixel_ros.segmentor import Segmentor
 
@@ -36,10 +37,9 @@ def synthetic_object(seed=0):
     return rgb, truth
 
 
-def test_the_packaged_click_decoder_loads_by_default():
-    # classical stays the default engine until the click model beats it on GrabCut (docs/interactive.md)
-    assert DEFAULT_PROMPT_ENGINE == "classical"
-    for engine in (create_prompt_engine("openpixel"), Segmentor(prompt_engine="openpixel").prompt_engine):
+def test_the_road_models_click_decoder_loads_when_the_road_model_is_named():
+    for engine in (create_prompt_engine("openpixel", "openpixel_road"),
+                   Segmentor(prompt_engine="openpixel", prompt_model="openpixel_road").prompt_engine):
         assert isinstance(engine, OpenPixelPromptEngine)
         assert engine.zoom_in and engine.refine == "guided"
         assert engine.decoder_path == DECODER
@@ -59,7 +59,7 @@ def test_two_clicks_outline_an_object_an_untrained_decoder_cannot(tmp_path):
     def iou(engine):  # after two clicks of the standard protocol (measured: 0.45 after one, 0.96 after two)
         return evaluate_sample(engine, rgb, truth, max_clicks=2, stop_iou=None).ious[-1]
 
-    trained = iou(create_prompt_engine("openpixel"))
+    trained = iou(create_prompt_engine("openpixel", "openpixel_road"))
     # The same architecture (config/train/road.yaml) with a freshly initialised decoder, behind the
     # packaged encoder.
     contract = load_contract(default_model_path())
@@ -73,7 +73,7 @@ def test_two_clicks_outline_an_object_an_untrained_decoder_cannot(tmp_path):
 
 def test_within_three_clicks_most_grabcut_objects_reach_085():
     grabcut = shared_path("datasets", "grabcut")
-    engine = create_prompt_engine("openpixel", threads=2)
+    engine = create_prompt_engine("openpixel", "openpixel_road", threads=2)
     reached = 0
     pairs = pair_by_stem(grabcut / "images", grabcut / "masks")
     for stem, image_path, mask_path in pairs:

@@ -37,11 +37,18 @@ def _create_sam(model: Optional[str], **options) -> PromptEngine:
 
 
 def _create_openpixel(model: Optional[str], **options) -> PromptEngine:
-    # OpenPixel's exported pair (python -m openpixel_ros.export): X.encoder.onnx + X.decoder.onnx;
-    # no model (or a packaged model's name): the default model's pair, shipped in the package.
-    from ..default_model import resolve_model
+    # No model (or "openpixel_click"): the packaged click network. A click network's file (contract
+    # task "click", python -m openpixel_ros.export.click_network) runs as such; any other OpenPixel
+    # export is an encoder with its late-fusion click decoder beside it (X.encoder.onnx + X.decoder.onnx).
+    from ..default_model import CLICK_NETWORK, click_network_path, resolve_model
+    from .click_network_engine import ClickNetworkEngine, is_click_network
+    if model is None or model in ("", CLICK_NETWORK):
+        return ClickNetworkEngine.from_files(str(click_network_path()), **options)
+    path = resolve_model(model)
+    if is_click_network(path):
+        return ClickNetworkEngine.from_files(str(path), **options)
     from .openpixel_engine import OpenPixelPromptEngine
-    return OpenPixelPromptEngine.from_files(str(resolve_model(model)), **options)
+    return OpenPixelPromptEngine.from_files(str(path), **options)
 
 
 #: name -> factory(model, **options); more with :func:`register_prompt_engine`.

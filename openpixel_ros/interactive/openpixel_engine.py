@@ -35,7 +35,7 @@ from typing import Optional
 import numpy as np
 
 from ..engines import Engine, EngineError, create_engine
-from ..model.prompt_maps import DEFAULT_SIGMA, render_prompt_maps
+from ..model.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE, grid_size, render_prompt_maps
 from ..model_contract import METADATA_KEY, ContractError, load_contract
 from ..model_io import ModelInput, Placement
 from .boundary import refine_probability
@@ -112,15 +112,6 @@ def _decoder_named_by(encoder_path) -> Optional[Path]:
     return path if path is not None and path.is_file() else None
 
 
-def click_decoder_for(encoder_path) -> Optional[Path]:
-    """The click decoder that :meth:`OpenPixelPromptEngine.from_files` would pair with ``encoder_path``,
-    or None when there is none."""
-    try:
-        return _decoder_named_by(encoder_path) or decoder_path_for(encoder_path)
-    except PromptError:
-        return None
-
-
 def read_decoder_metadata(decoder_path, engine: Engine) -> dict:
     """The decoder's metadata from its sidecar JSON or embedded ``openpixel`` property; EngineError if absent."""
     sidecar = Path(decoder_path).with_suffix(".json")
@@ -173,6 +164,7 @@ class OpenPixelPromptEngine(PromptEngine):
             raise EngineError(f"OpenPixel decoder has inputs {sorted(decoder_inputs)} and outputs "
                               f"{sorted(decoder_outputs)}; expected {_DECODER_INPUTS} -> {_DECODER_OUTPUTS}")
         self.sigma = float(decoder_metadata.get("click_sigma", DEFAULT_SIGMA))
+        self.prompt_stride = GRID_STRIDE  # the prompt maps' grid: the decoder's (1/4)
         self.conditioning = conditioning
         self.decoder_path: Optional[Path] = None  # set by from_files
         self._zoom_encoder_ms = 0.0  # this prompt's window encoding (part of decoder_ms)
@@ -249,6 +241,8 @@ class OpenPixelPromptEngine(PromptEngine):
         return self.model_input.pixels_to_input(shifted, view.placement)
 
     def _previous_probability(self, prompt: ClickPrompt, grid_hw, view: _View) -> Optional[np.ndarray]:
+        """The previous mask as a probability: from the caller's logits (on the output grid
+        ``grid_hw``) or its binary mask (at the model input's size); None without either."""
         if prompt.previous_logits is not None:
             logits = np.asarray(prompt.previous_logits, np.float32)
             if logits.shape[-2:] != tuple(grid_hw):
@@ -263,8 +257,7 @@ class OpenPixelPromptEngine(PromptEngine):
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
         self._zoom_encoder_ms = 0.0
         view = self._view_for(prompt)
-        features_s4, features_s8 = view.features
-        grid_hw = features_s4.shape[-2:]
+        grid_hw = grid_size(*view.placement.input_hw)  # the 1/4 output grid
         box = None
         if prompt.box is not None:
             x0, y0 = view.window[:2]
@@ -278,9 +271,8 @@ class OpenPixelPromptEngine(PromptEngine):
                                                       for s in prompt.positive_scribbles],
                                   negative_scribbles=[self._to_input(s, view)
                                                       for s in prompt.negative_scribbles],
-                                  sigma=self.sigma)
-        outputs = self.decoder.run({"features_s4": features_s4, "features_s8": features_s8,
-                                    "prompts": maps[None]})
+                                  sigma=self.sigma, stride=self.prompt_stride)
+        outputs = self._run(view, maps[None])
         logits = np.asarray(outputs["mask_logits"], np.float32).reshape(grid_hw)
         score = float(1.0 / (1.0 + np.exp(-float(np.asarray(outputs["score"]).reshape(-1)[0]))))
         x0, y0, x1, y1 = view.window
@@ -295,6 +287,11 @@ class OpenPixelPromptEngine(PromptEngine):
                             low_res_logits=logits[None, None] if view is self._full else None,
                             timings={"zoom": 0.0 if view is self._full else 1.0,
                                      "zoom_encoder_ms": self._zoom_encoder_ms})
+
+    def _run(self, view: _View, prompts: np.ndarray) -> dict:
+        """The per-click network: the decoder on the view's cached features."""
+        features_s4, features_s8 = view.features
+        return self.decoder.run({"features_s4": features_s4, "features_s8": features_s8, "prompts": prompts})
 
     def _window_mask(self, logits: np.ndarray, view: _View) -> np.ndarray:
         """The decoder's grid logits -> the view's pixels, thresholded (after refinement)."""

@@ -184,7 +184,10 @@ class MobileNetV2(nn.Module):
         self.feature_channels = {name: self.blocks[i].project.out_channels for name, i in FEATURE_TAPS.items()}
 
     def forward(self, x: torch.Tensor, stem_modulation=None) -> dict:
-        x = self.stem(x, stem_modulation)
+        return self.forward_blocks(self.stem(x, stem_modulation))
+
+    def forward_blocks(self, x: torch.Tensor) -> dict:
+        """The blocks after the stem (early-fusion networks add their prompt maps to the stem's output)."""
         taps = {i: name for name, i in FEATURE_TAPS.items()}
         features = {}
         for i, block in enumerate(self.blocks):

@@ -13,6 +13,7 @@ from typing import Optional
 
 import yaml
 
+from openpixel_ros.model.click_network import ClickNetworkConfig
 from openpixel_ros.model.openpixel import ModelInfo, OpenPixelConfig
 from openpixel_ros.model_contract import CONDITIONING_SIZE
 
@@ -130,13 +131,17 @@ class LoopConfig:
     device: str = "auto"  # auto (cuda when present), cuda (falls back to cpu when absent) or cpu
 
 
+NETWORKS = ("openpixel", "click")  # the road/semantic network (with its click decoder), the click network
+
+
 @dataclass
 class TrainConfig:
     seed: int = 0
+    network: str = "openpixel"  # "click": the early-fusion click network (model: ClickNetworkConfig)
     output_dir: str = "out/train"
     pretrained_tflite: Optional[str] = None
     init_checkpoint: Optional[str] = None  # start from this OpenPixel checkpoint's weights (not its optimiser)
-    model: OpenPixelConfig = field(default_factory=OpenPixelConfig)
+    model: OpenPixelConfig | ClickNetworkConfig = field(default_factory=OpenPixelConfig)
     model_info: ModelInfo = field(default_factory=ModelInfo)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimConfig = field(default_factory=OptimConfig)
@@ -160,8 +165,14 @@ def config_from_dict(data: dict) -> TrainConfig:
     unknown = set(data) - top
     if unknown:
         raise ConfigError(f"unknown top-level option(s): {', '.join(sorted(unknown))}")
-    sections = {name: _build(cls, data.pop(name, None), name) for name, cls in _SECTIONS.items()}
+    network = data.get("network", "openpixel")
+    if network not in NETWORKS:
+        raise ConfigError(f"network must be one of {', '.join(NETWORKS)}, not {network!r}")
+    classes = dict(_SECTIONS, model=ClickNetworkConfig if network == "click" else OpenPixelConfig)
+    sections = {name: _build(cls, data.pop(name, None), name) for name, cls in classes.items()}
     sections["data"].background_classes = tuple(sections["data"].background_classes)
+    if network == "click":
+        return _check_click_network(TrainConfig(**data, **sections))
     sections["model"].decoder_dilations = tuple(sections["model"].decoder_dilations)
     config = TrainConfig(**data, **sections)
     if config.data.kind not in ("synthetic", "folder", "objects"):
@@ -214,6 +225,34 @@ def config_from_dict(data: dict) -> TrainConfig:
     if config.model_info.classes and len(config.model_info.classes) != config.model.num_classes:
         raise ConfigError(f"model_info lists {len(config.model_info.classes)} classes, "
                           f"model.num_classes is {config.model.num_classes}")
+    return config
+
+
+def _check_click_network(config: TrainConfig) -> TrainConfig:
+    """``network: click`` trains the whole early-fusion click network on object masks."""
+    if config.data.kind not in ("objects", "synthetic"):
+        raise ConfigError("network click trains on object masks: data.kind objects (or synthetic)")
+    if config.data.kind == "objects" and not config.data.sources:
+        raise ConfigError("data.kind objects needs data.sources")
+    if not config.clicks.enabled:
+        raise ConfigError("network click needs clicks.enabled")
+    if config.init_checkpoint or config.train.freeze_encoder or config.train.validate_every:
+        raise ConfigError("network click takes neither init_checkpoint, train.freeze_encoder nor "
+                          "train.validate_every (it trains whole; score it with eval clicks)")
+    for name in ("scribble_prob", "previous_mask_dropout"):
+        if not 0.0 <= getattr(config.clicks, name) <= 1.0:
+            raise ConfigError(f"clicks.{name} must be in [0, 1]")
+    if config.optimizer.name not in ("adamw", "sgd"):
+        raise ConfigError(f"optimizer.name must be adamw or sgd, not {config.optimizer.name!r}")
+    if config.schedule.name not in ("poly", "cosine", "constant"):
+        raise ConfigError(f"schedule.name must be poly, cosine or constant, not {config.schedule.name!r}")
+    if config.train.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu or cuda, not {config.train.device!r}")
+    d = config.data
+    if (d.crop_height is None) != (d.crop_width is None):
+        raise ConfigError("data.crop_height and data.crop_width go together")
+    if not 0 < d.scale_min <= d.scale_max:
+        raise ConfigError("data.scale_min and scale_max must satisfy 0 < scale_min <= scale_max")
     return config
 
 

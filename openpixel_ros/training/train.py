@@ -41,8 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from openpixel_ros.model.click_network import CLICK_NETWORK_CHECKPOINT, PROMPT_STRIDE, ClickNetwork
 from openpixel_ros.model.openpixel import CHECKPOINT_FORMAT, OpenPixel
-from openpixel_ros.model.prompt_maps import render_prompt_maps
+from openpixel_ros.model.prompt_maps import GRID_STRIDE, render_prompt_maps
 
 from .augment import SampleAugmenter
 from .click_simulation import Click, Scribble, next_click, next_scribble, random_initial_clicks, scribble_in
@@ -131,11 +132,17 @@ class Trainer:
         random.seed(config.seed)
         np.random.seed(config.seed % 2**32)
         self.device = select_device(config.train.device, log)
-        self.model = OpenPixel(config.model)
-        self.dataset = make_dataset(config.data, config.model.num_classes, config.seed)
-        self.validation_set = make_validation_set(config.data, config.model.num_classes, config.seed) \
+        # network "click": the early-fusion click network, trained whole on objects (one forward per
+        # click round); "openpixel": the road network, semantic head and/or its late-fusion click decoder.
+        self.click_network = config.network == "click"
+        self.checkpoint_format = CLICK_NETWORK_CHECKPOINT if self.click_network else CHECKPOINT_FORMAT
+        self.prompt_stride = PROMPT_STRIDE if self.click_network else GRID_STRIDE
+        num_classes = 2 if self.click_network else config.model.num_classes
+        self.model = ClickNetwork(config.model) if self.click_network else OpenPixel(config.model)
+        self.dataset = make_dataset(config.data, num_classes, config.seed)
+        self.validation_set = make_validation_set(config.data, num_classes, config.seed) \
             if config.train.validate_every else None
-        self.augmenter = SampleAugmenter(config.data, config.model.conditioning_size)
+        self.augmenter = SampleAugmenter(config.data, 0 if self.click_network else config.model.conditioning_size)
         if config.pretrained_tflite and not config.init_checkpoint:
             self.model.load_pretrained_backbone(config.pretrained_tflite)
             if not config.train.freeze_backbone_bn:
@@ -143,9 +150,10 @@ class Trainer:
         if config.init_checkpoint:
             self._load_weights(config.init_checkpoint)
         self.model.to(self.device)
-        weights = class_weights(class_pixel_counts(self.dataset, config.model.num_classes),
+        weights = class_weights(class_pixel_counts(self.dataset, num_classes),
                                 config.loss.class_weighting, config.loss.max_class_weight) \
-            if config.loss.class_weighting != "none" and not config.train.freeze_encoder else None
+            if config.loss.class_weighting != "none" and not config.train.freeze_encoder \
+            and not self.click_network else None
         self.ce_weights = weights.to(self.device) if weights is not None else None
         self.best_miou = None
         self.steps_per_epoch = max(1, len(self.dataset) // config.train.batch_size)
@@ -189,7 +197,7 @@ class Trainer:
         """Everything a resume needs, in types ``torch.load(weights_only=True)`` accepts."""
         np_state = np.random.get_state(legacy=False)
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": self.checkpoint_format,
             "model_config": self.config.model.to_dict(),
             "model_info": vars(self.config.model_info).copy(),
             "train_config": self.config.to_dict(),
@@ -217,8 +225,8 @@ class Trainer:
     def resume(self, path) -> None:
         """Restore model, optimiser, scheduler, step and RNG states from a checkpoint."""
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not an OpenPixel checkpoint")
+        if ckpt.get("format") != self.checkpoint_format:
+            raise ValueError(f"{path} is not an OpenPixel checkpoint of this kind ({self.checkpoint_format})")
         if ckpt["model_config"] != self.config.model.to_dict():
             raise ValueError(f"{path} was trained with another model configuration")
         self.model.load_state_dict(ckpt["model"])
@@ -273,15 +281,83 @@ class Trainer:
             strokes = [p for p in items if isinstance(p, Scribble)]
             maps.append(render_prompt_maps(
                 input_hw, [c.xy for c in clicks if c.positive], [c.xy for c in clicks if not c.positive],
-                previous_mask=prev, sigma=sigma,
+                previous_mask=prev, sigma=sigma, stride=self.prompt_stride,
                 positive_scribbles=[s.points for s in strokes if s.positive],
                 negative_scribbles=[s.points for s in strokes if not s.positive]))
         return torch.from_numpy(np.stack(maps)).to(self.device)
+
+    def _start_prompts(self, gts, ignore, rng) -> tuple:
+        """Each object's starting prompts, and whether it is a scribble sample (corrected by strokes)."""
+        cfg = self.config
+        # Scribble samples start from one positive stroke and are corrected by strokes; the
+        # others by clicks. (No draw at all when scribble_prob is 0, so click-only runs keep their RNG.)
+        strokes = [bool(cfg.clicks.scribble_prob and rng.random() < cfg.clicks.scribble_prob) for _ in gts]
+        clicks = [[scribble_in(gt & ~ign, True, rng)] if stroke else
+                  random_initial_clicks(gt, rng, cfg.clicks.max_initial_positive,
+                                        cfg.clicks.max_initial_negative, ignore=ign)
+                  for gt, ign, stroke in zip(gts, ignore, strokes)]
+        return [[p for p in items if p is not None] for items in clicks], strokes
+
+    def _correct(self, full_logits: torch.Tensor, gts, ignore, strokes, clicks, rng) -> list:
+        """One simulation round: a click (or stroke) in each sample's largest error; returns the
+        previous masks that evaluation would feed next (the binary prediction at the input's size)."""
+        for i, gt in enumerate(gts):
+            correct = next_scribble if strokes[i] else next_click
+            click = correct(full_logits[i, 0].cpu().numpy() > 0, gt, ignore[i], rng)
+            if click is not None:
+                clicks[i].append(click)
+        return list((full_logits[:, 0] > 0).float().cpu().numpy())
+
+    def _drop_previous(self, previous: list, rng) -> list:
+        # Some samples lose their previous mask, so the model must find the object's extent
+        # from the prompts alone and cannot read "no mask yet" as "all background".
+        rate = self.config.clicks.previous_mask_dropout
+        return [None if rng.random() < rate else prev for prev in previous] if rate else previous
+
+    def _click_network_step(self, rng: np.random.Generator) -> dict:
+        """One step of the click network: starting prompts, 0..N no-grad rounds in eval mode (each
+        adds a click in the largest error, feeding the prediction back as the previous mask), then
+        the loss on the last round's prompts. The whole network learns."""
+        cfg = self.config
+        images, labels, _, objects = self._batch(rng)
+        keep = [i for i, o in enumerate(objects) if o is not None]
+        if not keep:
+            self.scheduler.step()
+            self.step += 1
+            return {"total": 0.0}
+        gts = [objects[i] for i in keep]
+        ignore = [labels[i] == cfg.data.ignore_index for i in keep]
+        image_t = torch.from_numpy(images[keep]).to(self.device)
+        input_hw = images.shape[2:]
+        clicks, strokes = self._start_prompts(gts, ignore, rng)
+        previous = [None] * len(keep)
+        self.model.eval()  # the rounds predict as evaluation does (BatchNorm running statistics)
+        with torch.no_grad():
+            for _ in range(int(rng.integers(0, cfg.clicks.max_iterations + 1))):
+                mask_logits, _ = self.model(image_t, self._prompts(clicks, previous, input_hw))
+                full = F.interpolate(mask_logits, size=input_hw, mode="bilinear", align_corners=False)
+                previous = self._correct(full, gts, ignore, strokes, clicks, rng)
+                if not cfg.clicks.previous_mask:
+                    previous = [None] * len(keep)
+        previous = self._drop_previous(previous, rng)
+        self.model.train()
+        mask_logits, score = self.model(image_t, self._prompts(clicks, previous, input_hw))
+        target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32)).to(self.device)
+        valid = torch.from_numpy(~np.stack(ignore)[:, None]).float().to(self.device)
+        losses = click_mask_loss(mask_logits, score, target, cfg.loss, valid)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in losses.items()}
 
     def train_step(self) -> dict:
         """Run one optimisation step; returns its losses (floats)."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, self.step, 2])
+        if self.click_network:
+            return self._click_network_step(rng)
         images, labels, vectors, objects = self._batch(rng)
         frozen = cfg.train.freeze_encoder
         self.model.train(not frozen)
@@ -308,14 +384,7 @@ class Trainer:
             keep = [i for i, ok in enumerate(has_object) if ok]
             gts = [objects[i] for i in keep]
             ignore = [labels[i] == cfg.data.ignore_index for i in keep]
-            # Scribble samples start from one positive stroke and are corrected by strokes; the
-            # others by clicks. (No draw at all when scribble_prob is 0, so click-only runs keep their RNG.)
-            strokes = [bool(cfg.clicks.scribble_prob and rng.random() < cfg.clicks.scribble_prob) for _ in gts]
-            clicks = [[scribble_in(gt & ~ign, True, rng)] if stroke else
-                      random_initial_clicks(gt, rng, cfg.clicks.max_initial_positive,
-                                            cfg.clicks.max_initial_negative, ignore=ign)
-                      for gt, ign, stroke in zip(gts, ignore, strokes)]
-            clicks = [[p for p in items if p is not None] for items in clicks]
+            clicks, strokes = self._start_prompts(gts, ignore, rng)
             previous = [None] * len(keep)
             f4, f8 = features_s4[keep], features_s8[keep]
             # The simulation rounds predict as evaluation does: the decoder in eval mode, so its
@@ -326,20 +395,13 @@ class Trainer:
                     prompts = self._prompts(clicks, previous, input_hw)
                     mask_logits, _ = self.model.decode(f4.detach(), f8.detach(), prompts)
                     full = F.interpolate(mask_logits, size=input_hw, mode="bilinear", align_corners=False)
-                    for i, gt in enumerate(gts):
-                        correct = next_scribble if strokes[i] else next_click
-                        click = correct(full[i, 0].cpu().numpy() > 0, gt, ignore[i], rng)
-                        if click is not None:
-                            clicks[i].append(click)
+                    # What evaluation feeds (eval/click_protocol.py through the engine): the binary
+                    # prediction at the input's size, area-averaged onto the prompt grid by
+                    # render_prompt_maps; not the sigmoid on the grid (issue 12, item 2).
+                    fed = self._correct(full, gts, ignore, strokes, clicks, rng)
                     if cfg.clicks.previous_mask:
-                        # What evaluation feeds (eval/click_protocol.py through the engine): the binary
-                        # prediction at the input's size, area-averaged onto the prompt grid by
-                        # render_prompt_maps; not the sigmoid on the grid (issue 12, item 2).
-                        previous = list((full[:, 0] > 0).float().cpu().numpy())
-            if cfg.clicks.previous_mask_dropout:
-                # Some samples lose their previous mask, so the decoder must find the object's extent
-                # from the prompts alone and cannot read "no mask yet" as "all background".
-                previous = [None if rng.random() < cfg.clicks.previous_mask_dropout else prev for prev in previous]
+                        previous = fed
+            previous = self._drop_previous(previous, rng)
             self.model.decoder.train()
             mask_logits, score = self.model.decode(f4, f8, self._prompts(clicks, previous, input_hw))
             target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32)).to(self.device)
@@ -374,7 +436,8 @@ class Trainer:
         return result
 
     def _csv_columns(self) -> list:
-        names = list(self.config.model_info.classes) or [str(i) for i in range(self.config.model.num_classes)]
+        names = [] if self.click_network else \
+            (list(self.config.model_info.classes) or [str(i) for i in range(self.config.model.num_classes)])
         return (["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_miou", "val_pixel_acc"]
                 + [f"val_iou_{name}" for name in names])
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Turn a finished click-network run (config/train/click_network.yaml) into the packaged click network,
+# and measure it.
+#
+#   scripts/ship_click_network.sh [CHECKPOINT]     # default: out/train/click_network/last.pt (the run's end, not a pick)
+#
+# 1. exports the checkpoint at 320x320 with its licence and source into openpixel_ros/models/openpixel_click.{onnx,json};
+# 2. copies the run's CSV log beside its config (config/train/click_network.csv);
+# 3. measures it on GrabCut (never trained on) with the standard click protocol (bench/results/
+#    clicks_grabcut_clicknet*.json), on GrabCut scenes shrunk to 1/3 (clicks_grabcut_small_clicknet.json),
+#    the scribble protocol (scribbles_grabcut_clicknet.json) and the learning curve of the kept step
+#    checkpoints (click_network_learning_curve.json).
+# Needs ../shared and the training extras (torch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CHECKPOINT="${1:-out/train/click_network/last.pt}"
+PY=.venv/bin/python
+GRABCUT=../shared/datasets/grabcut
+SMALL=out/grabcut_small
+LICENSE="research-only data (DUTS: ImageNet terms; ECSSD; DAVIS; CamVid CC BY-NC 4.0) and Google's DeepLabV3-MobileNetV2 VOC weights (Apache-2.0): non-commercial research use only"
+
+$PY -m openpixel_ros.export.click_network --checkpoint "$CHECKPOINT" --onnx openpixel_ros/models/openpixel_click.onnx \
+    --metadata "license=$LICENSE" \
+    --metadata "source=OpenPixel click network trained by openpixel_ros from config/train/click_network.yaml; see docs/model_card.md"
+cp "$(dirname "$CHECKPOINT")/log.csv" config/train/click_network.csv
+
+eval_clicks() {  # name, images folder, masks folder, extra args
+    local name="$1" images="$2" masks="$3"; shift 3
+    $PY -m openpixel_ros.eval clicks --images "$images" --masks "$masks" --threads 2 \
+        --json "bench/results/$name.json" "$@"
+}
+eval_clicks clicks_grabcut_clicknet "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel
+eval_clicks clicks_grabcut_clicknet_no_zoom "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel --zoom-in off
+eval_clicks clicks_grabcut_clicknet_bilinear "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel --refine none
+eval_clicks scribbles_grabcut_clicknet "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel --protocol scribbles
+[[ -d "$SMALL/images" ]] || $PY scripts/make_small_object_set.py --out "$SMALL"
+eval_clicks clicks_grabcut_small_clicknet "$SMALL/images" "$SMALL/masks" --engine openpixel
+eval_clicks clicks_grabcut_small_clicknet_no_zoom "$SMALL/images" "$SMALL/masks" --engine openpixel --zoom-in off
+$PY scripts/click_learning_curve.py --run "$(dirname "$CHECKPOINT")" --json bench/results/click_network_learning_curve.json
