@@ -102,3 +102,18 @@ def test_combined_losses_have_gradients_and_switchable_terms():
 def test_unknown_loss_option_is_rejected():
     with pytest.raises(ValueError, match="unknown"):
         LossWeights.from_dict({"dise": 1.0})
+
+
+def test_ohem_averages_only_the_hardest_pixels_and_ignores_void():
+    from openpixel_ros.training.losses import LossWeights, ohem_cross_entropy, semantic_loss
+    logits = torch.zeros(1, 2, 1, 4)
+    logits[0, 1] = torch.tensor([4.0, 1.0, -1.0, -4.0])  # class 1 wins on the first two pixels
+    target = torch.tensor([[[1, 1, 1, 255]]])  # the last pixel is void
+    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")[0, 0]
+    # half of the 3 valid pixels rounds to 2: the two hardest (pixels 2 and 1), never the void one
+    assert torch.isclose(ohem_cross_entropy(logits, target, 0.5), per_pixel[1:3].mean())
+    assert torch.isclose(ohem_cross_entropy(logits, target, 0.01), per_pixel[2])
+    everything = semantic_loss(logits, target, LossWeights(dice=0.0, ignore_index=255))["ce"]
+    assert torch.isclose(everything, per_pixel[:3].mean())
+    hard = semantic_loss(logits, target, LossWeights(dice=0.0, ignore_index=255, ohem_fraction=0.5))["ce"]
+    assert hard > everything

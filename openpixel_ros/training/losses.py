@@ -99,6 +99,9 @@ class LossWeights:
     # "none", "inverse_sqrt" (w ~ f^-1/2) or "median_frequency" (w = median f / f, SegNet's).
     class_weighting: str = "none"
     max_class_weight: float = 10.0
+    # Online hard-example mining: cross-entropy over only this fraction of the batch's valid pixels,
+    # the hardest (highest loss) ones; 0 (or 1): every pixel. Thin classes are mostly hard pixels.
+    ohem_fraction: float = 0.0
     mask: float = 1.0  # the click head's mask loss (focal or BCE + Dice) relative to the semantic loss
     score: float = 0.1  # the click head's IoU-prediction loss
 
@@ -133,6 +136,17 @@ def class_weights(pixel_counts, method: str, max_weight: float = 10.0) -> Option
     return weights.clamp(max=max_weight).float()
 
 
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, fraction: float,
+                       ce_weights: Optional[torch.Tensor] = None, ignore_index: int = 255) -> torch.Tensor:
+    """Cross-entropy averaged over the hardest ``fraction`` of the non-ignored pixels (at least one)."""
+    per_pixel = F.cross_entropy(logits, target, weight=ce_weights, ignore_index=ignore_index, reduction="none")
+    valid = per_pixel[target != ignore_index]
+    if valid.numel() == 0:
+        return per_pixel.sum() * 0.0
+    k = max(1, int(round(fraction * valid.numel())))
+    return valid.topk(k, sorted=False).values.mean()
+
+
 def semantic_loss(logits: torch.Tensor, target: torch.Tensor, weights: LossWeights,
                   ce_weights: Optional[torch.Tensor] = None) -> dict:
     """Weighted sum of cross-entropy (optionally class-weighted), Dice and focal on class logits
@@ -140,7 +154,10 @@ def semantic_loss(logits: torch.Tensor, target: torch.Tensor, weights: LossWeigh
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
     terms = {}
-    if weights.cross_entropy:
+    if weights.cross_entropy and 0.0 < weights.ohem_fraction < 1.0:
+        terms["ce"] = weights.cross_entropy * ohem_cross_entropy(logits, target, weights.ohem_fraction,
+                                                                 ce_weights, weights.ignore_index)
+    elif weights.cross_entropy:
         terms["ce"] = weights.cross_entropy * F.cross_entropy(
             logits, target, weight=ce_weights, ignore_index=weights.ignore_index)
     if weights.dice:
