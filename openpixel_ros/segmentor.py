@@ -159,8 +159,9 @@ class Segmentor:
     def segment_clicks(self, rgb: np.ndarray, prompt, multimask: bool = False, key=None) -> SegmentationResult:
         """Click-prompted mask of an RGB frame; ``prompt`` is an ``interactive.ClickPrompt``.
 
-        ``key`` identifies the frame (e.g. its stamp) so repeated clicks reuse the engine's cached
-        image features.
+        ``key`` identifies the frame's content (e.g. a number given to each frame on receipt; not
+        its stamp, which may repeat) so repeated clicks reuse the engine's cached image features;
+        None hashes the pixels.
         """
         engine = self.prompt_engine
         t0 = time.perf_counter()

@@ -80,7 +80,7 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self._prompts.close()  # answers the queued service calls, then stops its thread
         self._slot.close()
         self._worker.join(timeout=10.0)
-        self._latest_msg = None
+        self._latest = None
 
     def _destroy_outputs(self) -> None:
         for name in _OUTPUT_PUBLISHERS:

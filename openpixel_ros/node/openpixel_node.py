@@ -11,6 +11,7 @@ never stall frame intake and a burst is answered "busy" rather than lost.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
@@ -52,6 +53,9 @@ from .startup import StartupError
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
 _LOG_THROTTLE_S = 5.0
+# Every camera message gets the next number on receipt: the prompt engines' cache key for the frame.
+# Process-wide, so a re-activated lifecycle node never reuses a key of an earlier frame.
+_RECEIPT_NUMBERS = itertools.count(1)
 # Click overlay colours (background, clicked object): green after a positive click, orange after a negative one.
 _CLICK_PALETTES = {1: np.array([(0, 0, 0), (0, 255, 0)], np.uint8), 0: np.array([(0, 0, 0), (255, 128, 0)], np.uint8)}
 
@@ -174,7 +178,7 @@ class OpenPixelNode(Node):
         self._engine_ms = deque(maxlen=300)
         self._input_rate, self._processed_rate = RateMeter(), RateMeter()
         self._enabled = True
-        self._latest_msg = None  # newest camera message, kept undecoded for click prompts
+        self._latest = None  # (newest camera message, kept undecoded for click prompts; its receipt number)
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
         self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
@@ -289,7 +293,7 @@ class OpenPixelNode(Node):
     def _on_image(self, msg, info) -> None:
         now = time.monotonic()
         self._last_frame_time = now
-        self._latest_msg = msg
+        self._latest = (msg, next(_RECEIPT_NUMBERS))
         missed = self._sequence_gaps.observe(msg.header.frame_id, info.get("publication_sequence_number"))
         if missed:
             self._drops.add("queue_overrun", missed)
@@ -401,12 +405,13 @@ class OpenPixelNode(Node):
     # -- click prompts ----------------------------------------------------------------
     def _latest_frame(self):
         """(header, rgb, cache key) of the newest camera frame; the key lets repeated clicks on one
-        frame reuse the prompt engine's cached features."""
-        msg = self._latest_msg
-        if msg is None:
+        frame reuse the prompt engine's cached features. The key is the frame's receive number, not
+        its stamp: cameras that leave stamps at zero (or repeat them) would get an older frame's mask."""
+        latest = self._latest
+        if latest is None:
             raise ValueError(f"no camera frame has arrived on {self._sub.topic_name} yet")
-        stamp = msg.header.stamp
-        return msg.header, self._decode(msg), (stamp.sec, stamp.nanosec, msg.header.frame_id)
+        msg, number = latest
+        return msg.header, self._decode(msg), ("received", number)
 
     def _frame_for_prompt(self, image: Image):
         """(header, rgb, cache key) of the request's image, or of the latest camera frame."""
