@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -146,11 +146,18 @@ class Segmentor:
         vector = self.adapter.conditioning_vector(state) if self.contract.conditioning else None
         return adapted, state, vector
 
-    def segment(self, rgb: np.ndarray) -> SegmentationResult:
-        """Semantic segmentation of an RGB uint8 frame (the node's per-frame call)."""
+    def segment(self, rgb: np.ndarray, on_stage: Optional[Callable[[str], None]] = None) -> SegmentationResult:
+        """Semantic segmentation of an RGB uint8 frame (the node's per-frame call).
+
+        ``on_stage("adaptation")`` and ``on_stage("inference")`` are called as each stage starts
+        (the node's diagnostics name a stage that never ends)."""
         t0 = time.perf_counter()
+        if on_stage is not None:
+            on_stage("adaptation")
         adapted, state, vector = self.adapt(rgb)
         t1 = time.perf_counter()
+        if on_stage is not None:
+            on_stage("inference")
         result = self.semantic.infer(adapted, vector, frame_hw=rgb.shape[:2])
         timings = dict(result.timings, adaptation_ms=(t1 - t0) * 1e3)
         return SegmentationResult(labels=result.labels, mask=result.mask, score=result.score, timings=timings,

@@ -281,6 +281,13 @@ STARTUP_FAULTS = {
     "bad adaptation combination": (["-p", "adaptation.release_score:=0.5"], "release_score < activation_score"),
     "unknown mask class": (["-p", "foreground_classes:=[nope]"], "unknown class 'nope'"),
     "missing params file": (["--params-file", "/nonexistent/params.yaml"], "No such file"),
+    # Ranges a 4K frame can afford (issue 17): these values used to be accepted and stop inference.
+    "denoise diameter beyond the range": (["-p", "adaptation.denoise_diameter:=1001"],
+                                          "adaptation.denoise_diameter must be <= 15"),
+    "CLAHE tiles 2^63-1": (["-p", "adaptation.clahe_tiles:=9223372036854775807"],
+                           "adaptation.clahe_tiles must be <= 64"),
+    "zero daylight luminance": (["-p", "adaptation.daylight_luminance_low:=0.0"],
+                                "adaptation.daylight_luminance_low must be >= 0.001"),
 }
 
 

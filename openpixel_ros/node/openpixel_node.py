@@ -22,7 +22,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
@@ -44,11 +44,12 @@ from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from . import class_metadata
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
-from .parameters import spec_by_name
+from .parameters import same_type, spec_by_name
 from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
 from .rates import RateMeter, percentiles, processed_ratio_warning
 from .runner import run_node
 from .startup import StartupError
+from .worker_stage import WorkerStage
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
@@ -73,10 +74,11 @@ class OpenPixelNode(Node):
         self._specs = spec_by_name()
         for spec in self._specs.values():
             try:
-                self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                    description=spec.description, read_only=spec.read_only))
-            except ParameterException:  # an override of the wrong type, e.g. overlay_alpha:=abc
+                self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            except ParameterException:  # an override of the wrong type (overlay_alpha:=abc) or range
                 given = self._parameter_overrides[spec.name].value
+                if same_type(given, spec.default) and spec.validate(given):
+                    raise StartupError(spec.validate(given)) from None
                 if isinstance(spec.default, float) and isinstance(given, int) and not isinstance(given, bool):
                     raise StartupError(f"{spec.name} must be a double: write {given}.0, not {given}") from None
                 raise StartupError(f"{spec.name} must be {spec.type_name} (default {spec.default!r}), "
@@ -126,6 +128,8 @@ class OpenPixelNode(Node):
         self._engine_delay = p("debug.engine_delay_ms") / 1e3
         self._input_timeout = p("input_timeout")
         self._min_processed_ratio = p("diagnostics.min_processed_ratio")
+        self._stuck_timeout = p("diagnostics.stuck_timeout")
+        self._max_pixels = p("max_image_pixels")
         self._parameters_callback = self.add_on_set_parameters_callback(self._on_set_parameters)
         class_metadata.declare_classes_parameter(self, contract)
 
@@ -179,6 +183,7 @@ class OpenPixelNode(Node):
         self._input_rate, self._processed_rate = RateMeter(), RateMeter()
         self._enabled = True
         self._latest = None  # (newest camera message, kept undecoded for click prompts; its receipt number)
+        self._stage = WorkerStage()
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
         self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
@@ -227,7 +232,7 @@ class OpenPixelNode(Node):
             try:  # the whole configuration must stay valid (e.g. release < activation score)
                 new_adaptation = self._adaptation_config(adaptation_changes)
             except ValueError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
+                return SetParametersResult(successful=False, reason=bounded(str(exc)))
         for param in params:
             spec = self._specs.get(param.name)
             if spec is None:
@@ -236,12 +241,12 @@ class OpenPixelNode(Node):
                 return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up")
             error = spec.validate(param.value)
             if error:
-                return SetParametersResult(successful=False, reason=error)
+                return SetParametersResult(successful=False, reason=bounded(error))
             if param.name == "foreground_classes":
                 try:
                     self.segmentor.contract.class_ids([c for c in param.value if c != ""])
                 except ContractError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
+                    return SetParametersResult(successful=False, reason=bounded(str(exc)))
         if new_adaptation is not None:  # all valid: apply
             self.segmentor.set_adaptation(new_adaptation)
         for param in params:
@@ -259,6 +264,8 @@ class OpenPixelNode(Node):
                 self._input_timeout = param.value
             elif param.name == "diagnostics.min_processed_ratio":
                 self._min_processed_ratio = param.value
+            elif param.name == "diagnostics.stuck_timeout":
+                self._stuck_timeout = param.value
             elif param.name == "click.session_timeout":
                 self._click_session.timeout = param.value
             elif param.name == "click.queue_size":
@@ -282,6 +289,7 @@ class OpenPixelNode(Node):
             "diagnostics_period": self._diagnostics_timer.timer_period_ns / 1e9,
             "input_timeout": self._input_timeout,
             "diagnostics.min_processed_ratio": self._min_processed_ratio,
+            "diagnostics.stuck_timeout": self._stuck_timeout,
             "debug.engine_delay_ms": self._engine_delay * 1e3,
         }
         for name in self._specs:
@@ -356,22 +364,28 @@ class OpenPixelNode(Node):
                     break
                 self._drops.add("engine_error")
                 self._report_error(f"unexpected error on frame: {type(exc).__name__}: {exc}")
+            finally:
+                self._stage.idle()
 
     def _process(self, msg, received: float) -> None:
         wanted = self._outputs_wanted()
         if not any(wanted.values()):
             self._drops.add("no_subscribers")
             return
+        self._stage.enter("decode")
         rgb = self._decode(msg)
         header = msg.header
         if not any(wanted[k] for k in ("label", "mask", "color", "overlay")):
             # Only adaptation monitoring is subscribed: no inference.
+            self._stage.enter("adaptation")
             adapted, state, _ = self.segmentor.adapt(rgb)
+            self._stage.enter("publish")
             self._publish_adaptation(header, adapted, state, wanted)
             return
-        result = self.segmentor.segment(rgb)
+        result = self.segmentor.segment(rgb, on_stage=self._stage.enter)
         if self._engine_delay:
             time.sleep(self._engine_delay)
+        self._stage.enter("publish")
         self._publish_adaptation(header, result.adapted, result.adaptation, wanted)
         if wanted["label"]:
             self.pub_label.publish(array_to_image_msg(result.labels, header))
@@ -527,7 +541,11 @@ class OpenPixelNode(Node):
             values["adaptation_active"] = str(self._last_adaptation.active)
         status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=self.get_fully_qualified_name())
         since = None if self._last_frame_time is None else time.monotonic() - self._last_frame_time
-        if since is None:
+        stuck = self._stage.stuck(self._stuck_timeout)
+        if stuck is not None:
+            status.level, status.message = DiagnosticStatus.ERROR, \
+                f"inference worker stuck in {stuck[0]} for {stuck[1]:.1f} s (diagnostics.stuck_timeout)"
+        elif since is None:
             status.level, status.message = DiagnosticStatus.WARN, f"no frames yet on {self._sub.topic_name}"
         elif since > self._input_timeout:
             status.level, status.message = DiagnosticStatus.WARN, \
