@@ -22,6 +22,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .image_header import DEFAULT_MAX_PIXELS, check_pixels
+
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 OUTPUTS = ("label", "mask", "color", "overlay")
@@ -63,10 +65,11 @@ class _Progress:
 class BagSegmenter:
     """Segments one image topic of a bag into a new bag; :meth:`run` returns the summary dict."""
 
-    def __init__(self, segmentor, typestore=None):
+    def __init__(self, segmentor, typestore=None, max_pixels: int = DEFAULT_MAX_PIXELS):
         from rosbags.typesys import Stores, get_typestore
         from .visualize import colorize
         self.segmentor = segmentor
+        self.max_pixels = max_pixels  # frames declaring more are bad frames, refused before decoding
         self.typestore = typestore or get_typestore(Stores.ROS2_KILTED)
         self.palette = segmentor.contract.color_table()
         self._colorize = colorize
@@ -75,7 +78,8 @@ class BagSegmenter:
     def _decode(self, msg, msgtype: str) -> np.ndarray:
         from .image_codec import decode_compressed_rgb8, decode_raw_rgb8
         if msgtype == COMPRESSED_TYPE:
-            return decode_compressed_rgb8(msg.format, bytes(msg.data))
+            return decode_compressed_rgb8(msg.format, msg.data, self.max_pixels)
+        check_pixels(msg.width, msg.height, self.max_pixels, f"{msg.encoding} frame")
         return decode_raw_rgb8(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
                                bytes(msg.data))
 
@@ -225,6 +229,9 @@ def main(argv=None) -> int:
     ap.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="storage of the output bag")
     ap.add_argument("--no-input-copy", action="store_true", help="do not copy the image topic into the output")
     ap.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
+    ap.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                    help="frames declaring more pixels (width x height, read from the header before decoding) "
+                         f"are skipped as bad frames (default {DEFAULT_MAX_PIXELS}: 8K)")
     ap.add_argument("--summary", type=Path, default=None, help="summary JSON (default: <output_bag>.summary.json)")
     args = ap.parse_args(argv)
 
@@ -247,7 +254,7 @@ def main(argv=None) -> int:
         print(f"openpixel_bag: cannot load the model: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     try:
-        summary = BagSegmenter(segmentor).run(
+        summary = BagSegmenter(segmentor, max_pixels=args.max_image_pixels).run(
             args.input_bag, args.output_bag, args.topic, prefix=args.prefix, storage=args.storage,
             labels_topic=args.labels_topic, ignore_index=args.ignore_index, outputs=outputs,
             copy_input=not args.no_input_copy, max_frames=args.max_frames)

@@ -33,6 +33,7 @@ from std_srvs.srv import SetBool
 from ..adaptation import AdaptationConfig
 from ..engines import EngineError
 from ..image_codec import ImageDecodeError, decode_raw
+from ..image_header import check_pixels
 from ..interactive import ClickPrompt, ClickSession, PromptError
 from ..latest_frame import LatestFrameSlot
 from ..log_text import bounded, compact
@@ -324,7 +325,8 @@ class OpenPixelNode(Node):
 
     def _decode(self, msg) -> np.ndarray:
         if self._transport == "compressed":
-            return compressed_msg_to_rgb(msg)
+            return compressed_msg_to_rgb(msg, self._max_pixels)  # the header's size checked first
+        check_pixels(msg.width, msg.height, self._max_pixels, f"{compact(msg.encoding)} frame")
         return image_msg_to_rgb(msg)
 
     def _report_error(self, text: str) -> None:
@@ -430,6 +432,7 @@ class OpenPixelNode(Node):
     def _frame_for_prompt(self, image: Image):
         """(header, rgb, cache key) of the request's image, or of the latest camera frame."""
         if image.width and image.height:
+            check_pixels(image.width, image.height, self._max_pixels, "request image")
             return image.header, image_msg_to_rgb(image), None
         return self._latest_frame()
 

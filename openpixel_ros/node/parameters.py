@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from ..image_header import DEFAULT_MAX_PIXELS
 from ..log_text import compact
 
 
@@ -95,7 +96,7 @@ NODE_PARAMETERS = (
     ParamSpec("tensorrt.workspace_mb", 1024, "TensorRT builder workspace in MB.", read_only=True,
               min=16, max=65536),
     # -- input --
-    ParamSpec("max_image_pixels", 33_177_600, "Largest frame (width x height) decoded, e.g. 33177600 = 8K "
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest frame (width x height) decoded, e.g. 33177600 = 8K "
               "(7680x4320). A compressed frame's size is read from its PNG/JPEG header before decoding, so a "
               "small file that declares a huge image (a decompression bomb) is refused (counted as a decode "
               "error) instead of taking gigabytes.", read_only=True, min=4096, max=67_108_864),
