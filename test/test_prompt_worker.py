@@ -56,3 +56,27 @@ def test_log_text_is_bounded():
     assert len(compact("x" * 5000)) <= 60 and len(compact(list(range(100)))) <= 60
     line = bounded("a" * 10_000 + "\nsecond line")
     assert len(line) == MAX_LINE and line.endswith("...") and "second" not in line
+
+
+def test_closing_with_a_reason_answers_queued_and_overdue_calls_exactly_once():
+    """Issue 17: deactivate left queued calls unanswered. close(reason=...) answers each queued call
+    with the reason at once, and the running one when it overruns the bound; its late result is
+    not sent a second time."""
+    sent, errors = [], []
+    release, started = threading.Event(), threading.Event()
+    worker = PromptWorker(8, on_error=errors.append)
+    calls = []
+    for i in range(5):
+        compute = (lambda: (started.set(), release.wait(10), "slow answer")[2]) if i == 0 else \
+            (lambda i=i: f"answer {i}")
+        deferred = DeferredResponse(compute, failure=lambda exc: "failed", refusal=lambda reason: f"refused: {reason}")
+        deferred.bind(lambda response, header: sent.append((header, response)), f"h{i}")
+        assert worker.submit(deferred.run, cancel=deferred.cancel)
+        calls.append(deferred)
+    assert started.wait(5)  # the first call is running, four wait
+    worker.close(timeout=0.2, reason="node deactivating")
+    assert sorted(sent) == [(f"h{i}", "refused: node deactivating") for i in range(5)]
+    assert not worker.submit(lambda: None) and worker.closed
+    release.set()  # the overdue call ends later: its answer was already given
+    worker._thread.join(5)
+    assert len(sent) == 5 and not errors

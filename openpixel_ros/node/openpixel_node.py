@@ -46,7 +46,7 @@ from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg
 from . import class_metadata
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import same_type, spec_by_name
-from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
+from .prompt_worker import DeferredResponse, PromptWorker, defer_responses, refuse_pending_requests
 from .rates import RateMeter, percentiles, processed_ratio_warning
 from .runner import run_node
 from .startup import StartupError
@@ -58,6 +58,9 @@ _LOG_THROTTLE_S = 5.0
 # Every camera message gets the next number on receipt: the prompt engines' cache key for the frame.
 # Process-wide, so a re-activated lifecycle node never reuses a key of an earlier frame.
 _RECEIPT_NUMBERS = itertools.count(1)
+# Stopping (deactivate, shutdown): how long the running prompt call may take before it is answered
+# "node deactivating" instead.
+_PROMPT_STOP_TIMEOUT_S = 2.0
 # Click overlay colours (background, clicked object): green after a positive click, orange after a negative one.
 _CLICK_PALETTES = {1: np.array([(0, 0, 0), (0, 255, 0)], np.uint8), 0: np.array([(0, 0, 0), (255, 128, 0)], np.uint8)}
 
@@ -439,14 +442,26 @@ class OpenPixelNode(Node):
     def _on_segment_at_points(self, request, response):
         """Executor thread: queue the request (answered by the prompt worker) or refuse it now."""
         deferred = DeferredResponse(lambda: self._segment_at_points(request, response),
-                                    failure=lambda exc: self._internal_error_response(response, exc))
-        if not self._prompts.submit(deferred.run):
+                                    failure=lambda exc: self._internal_error_response(response, exc),
+                                    refusal=_refusal)
+        if not self._prompts.submit(deferred.run, cancel=deferred.cancel):
             response.success = False
-            response.message = f"busy: {self._prompts.queued} requests queued"
+            response.message = "node deactivating" if self._prompts.closed else \
+                f"busy: {self._prompts.queued} requests queued"
             self.get_logger().warn(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
         return deferred
+
+    def _stop_prompts(self, reason: str) -> None:
+        """Before the service goes away: every accepted call and every request still in the
+        service's queue is answered (success=false, ``reason``); the running call gets
+        _PROMPT_STOP_TIMEOUT_S to finish, else it is answered with ``reason`` too."""
+        self._prompts.close(timeout=_PROMPT_STOP_TIMEOUT_S, reason=reason)
+        try:
+            refuse_pending_requests(self._srv, lambda: _refusal(reason))
+        except Exception as exc:  # the context may already be shut down (a signal): nothing to answer on
+            self.get_logger().debug(f"pending prompt requests not answered: {type(exc).__name__}")
 
     def _internal_error_response(self, response, exc: Exception):
         response.success = False
@@ -583,9 +598,8 @@ class OpenPixelNode(Node):
 
     def destroy_node(self):
         # Also reached for a node whose __init__ failed half-way (rclpy's context cleanup).
-        prompts = getattr(self, "_prompts", None)
-        if prompts is not None:
-            prompts.close()  # answers the queued service calls first
+        if getattr(self, "_prompts", None) is not None and not self._prompts.closed:
+            self._stop_prompts("node shutting down")  # answers the queued service calls first
         slot, worker = getattr(self, "_slot", None), getattr(self, "_worker", None)
         if slot is not None:
             slot.close()
@@ -594,6 +608,10 @@ class OpenPixelNode(Node):
         if getattr(self, "segmentor", None) is not None:
             self.segmentor.close()
         return super().destroy_node()
+
+
+def _refusal(reason: str) -> SegmentAtPoints.Response:
+    return SegmentAtPoints.Response(success=False, message=reason)
 
 
 def _bbox(mask: np.ndarray) -> RegionOfInterest:
