@@ -13,6 +13,7 @@ results on the same frame.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -73,6 +74,12 @@ class Segmentor:
     :data:`openpixel_ros.interactive.DEFAULT_PROMPT_ENGINE`), ``prompt_model`` (its model; for
     "openpixel" the segmentation model itself when it has a click decoder beside it, else the
     packaged default) and ``prompt_options`` (the engine's options, e.g. ``{"zoom_in": False}``).
+
+    Threads: one Segmentor may be shared. Semantic segmentation runs concurrently (ONNX Runtime
+    sessions are thread-safe; the lighting adapter's smoothing then sees frames in arrival
+    order). Click inference (``infer`` with prompts, ``segment_clicks``) is serialised by a
+    lock, because the prompt engine holds one frame at a time: concurrent clicks wait for
+    each other instead of answering on another thread's frame.
     """
 
     def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = None, threads: int = 0,
@@ -96,6 +103,9 @@ class Segmentor:
         self._prompt_model = prompt_model
         self._prompt_options = dict(prompt_options or {})
         self._prompt_engine = None
+        # A prompt engine holds one frame (set_image, then predict): two threads interleaving
+        # would answer on each other's frames. Click inference is serialised by this lock.
+        self._prompt_lock = threading.RLock()
 
     # -- configuration ----------------------------------------------------------------
     def set_foreground_classes(self, classes: Optional[Sequence]) -> None:
@@ -110,6 +120,10 @@ class Segmentor:
     @property
     def prompt_engine(self):
         """The click-prompt engine, created on first use."""
+        with self._prompt_lock:
+            return self._create_prompt_engine()
+
+    def _create_prompt_engine(self):
         if self._prompt_engine is None:
             from .interactive import DEFAULT_PROMPT_ENGINE, create_prompt_engine
             name = (self._prompt_engine_name or DEFAULT_PROMPT_ENGINE).lower()
@@ -170,10 +184,11 @@ class Segmentor:
         its stamp, which may repeat) so repeated clicks reuse the engine's cached image features;
         None hashes the pixels.
         """
-        engine = self.prompt_engine
-        t0 = time.perf_counter()
-        engine.set_image(rgb, key=key)
-        result = engine.predict(prompt, multimask=multimask)
+        with self._prompt_lock:  # the engine's frame is shared state: one caller at a time
+            engine = self.prompt_engine
+            t0 = time.perf_counter()
+            engine.set_image(rgb, key=key)
+            result = engine.predict(prompt, multimask=multimask)
         timings = dict(result.timings)
         timings.setdefault("total_ms", (time.perf_counter() - t0) * 1e3)
         masks = [m.view(np.uint8) * np.uint8(255) for m in result.masks]
