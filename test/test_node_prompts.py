@@ -251,3 +251,15 @@ def test_repeated_stamps_never_answer_on_an_older_frame(node):
             return bool(got) and got[-1] > 0.8
         assert probe.spin_until(click_matches, timeout=30, every=lambda: clicks.publish(PointStamped(point=point)),
                                 period=1.0), f"~/click answered on another frame: IoUs {got}"
+
+
+def test_too_many_points_are_refused_at_once_and_the_next_call_is_answered(node):
+    """Issue 17: one call with 1,000,000 points took 13.7 s and held up every call behind it.
+    Points are bounded like scribbles: more than 1,000 are refused in one line."""
+    proc, probe, client = node
+    many = [Point(x=float(10 + i % 200), y=float(10 + i // 200)) for i in range(1001)]  # all inside
+    res = call(probe, client, image=image_msg(), points=many, labels=[1] * len(many))
+    assert not res.success and res.message == "1001 points; a prompt holds at most 1000", res.message
+    res = call(probe, client, image=image_msg(), points=[Point(x=float(A[0]), y=float(A[1]))], labels=[1])
+    assert res.success, res.message
+    assert proc.alive()

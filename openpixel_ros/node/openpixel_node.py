@@ -35,6 +35,7 @@ from ..engines import EngineError
 from ..image_codec import ImageDecodeError, decode_raw
 from ..image_header import check_pixels
 from ..interactive import ClickPrompt, ClickSession, PromptError
+from ..interactive.prompts import MAX_POINTS
 from ..latest_frame import LatestFrameSlot
 from ..log_text import bounded, compact
 from ..model_contract import ContractError
@@ -441,6 +442,10 @@ class OpenPixelNode(Node):
 
     def _on_segment_at_points(self, request, response):
         """Executor thread: queue the request (answered by the prompt worker) or refuse it now."""
+        if len(request.points) > MAX_POINTS:  # refused before it can hold up the queue
+            response.success = False
+            response.message = f"{len(request.points)} points; a prompt holds at most {MAX_POINTS}"
+            return response
         deferred = DeferredResponse(lambda: self._segment_at_points(request, response),
                                     failure=lambda exc: self._internal_error_response(response, exc),
                                     refusal=_refusal)
