@@ -80,3 +80,12 @@ def test_closing_with_a_reason_answers_queued_and_overdue_calls_exactly_once():
     release.set()  # the overdue call ends later: its answer was already given
     worker._thread.join(5)
     assert len(sent) == 5 and not errors
+
+
+def test_sequence_gaps_are_tracked_per_publisher_gid():
+    gaps = SequenceGaps()
+    a, b = ({"publisher_gid": {"data": bytes([i] * 16)}} for i in (1, 2))
+    seen = [gaps.observe_message({**pub, "publication_sequence_number": s}, "cam")
+            for pub, s in ((a, 40), (b, 1), (a, 41), (b, 2), (a, 43), (b, 3))]
+    assert seen == [0, 0, 0, 0, 1, 0] and not gaps.approximate
+    assert gaps.observe_message({"publication_sequence_number": 7}, "cam") == 0 and gaps.approximate

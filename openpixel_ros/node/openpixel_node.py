@@ -179,6 +179,7 @@ class OpenPixelNode(Node):
         self._drops = FrameDrops()
         self._sequence_gaps = SequenceGaps()
         self._stats_lock = threading.Lock()
+        self._received = 0  # every camera message, paused or not (the slot counts only those offered)
         self._processed = 0
         self._errors = 0
         self._last_error = ""
@@ -307,12 +308,15 @@ class OpenPixelNode(Node):
         now = time.monotonic()
         self._last_frame_time = now
         self._latest = (msg, next(_RECEIPT_NUMBERS))
-        missed = self._sequence_gaps.observe(msg.header.frame_id, info.get("publication_sequence_number"))
+        missed = self._sequence_gaps.observe_message(info, msg.header.frame_id)
         if missed:
             self._drops.add("queue_overrun", missed)
         self._input_rate.tick()
-        if self._enabled:  # ~/enable false: frames are seen (rates, clicks) but not segmented
+        self._received += 1
+        if self._enabled:
             self._slot.put((msg, now))
+        else:  # ~/enable false: frames are counted and kept for clicks, not segmented
+            self._drops.add("paused")
 
     def _on_enable(self, request, response):
         self._enabled = bool(request.data)
@@ -549,11 +553,13 @@ class OpenPixelNode(Node):
             drops = self._drops.snapshot()
             drops["newest_frame"] = self._slot.dropped
             values = {
-                "frames_received": self._slot.received, "frames_processed": self._processed,
+                "frames_received": self._received, "frames_processed": self._processed,
                 "frames_dropped": sum(drops.values()),
                 **{f"frames_dropped_{cause}": drops[cause] for cause in DROP_CAUSES},
                 "prompt_requests_queued": self._prompts.queued, "prompt_requests_accepted": self._prompts.accepted,
                 "prompt_requests_refused_busy": self._prompts.refused, "clicks_dropped_busy": self._clicks_dropped_busy,
+                "queue_overrun_counting": "per frame_id, approximate with several publishers"
+                if self._sequence_gaps.approximate else "per publisher",
                 "errors": self._errors, "last_error": self._last_error,
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
                 "engine_median_ms": f"{engine:.1f}",
