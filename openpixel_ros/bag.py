@@ -10,6 +10,12 @@ Reads the bag (mcap or sqlite3, through ``rosbags``), runs the node's per-frame 
 as the node would publish them. A JSON summary goes beside it: input and processing rates,
 latency percentiles, each class's share of the pixels and, with ``--labels-topic`` (mono8/mono16
 class ids, matched to frames by header stamp), mIoU and per-class IoU.
+
+A frame that cannot be segmented (corrupt data, a bad encoding, more pixels than
+``--max-image-pixels``, an engine error) is skipped and counted, as the node does: the bag is
+finished and the summary lists ``bad_frames`` with the first errors. Frames and labels waiting for
+their partner are held in a buffer of :data:`PAIRING_BUFFER` each (oldest out first, counted as
+``unpaired_frames``/``unpaired_labels``), so a labels topic that never matches cannot grow memory.
 """
 from __future__ import annotations
 
@@ -29,8 +35,44 @@ COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 OUTPUTS = ("label", "mask", "color", "overlay")
 
 
+PAIRING_BUFFER = 64  # frames (and label images) waiting for their partner at most
+
+
 class BagError(RuntimeError):
     """A bag that cannot be processed as asked; one line for the console."""
+
+
+class _Bounded(dict):
+    """A dict that holds at most ``capacity`` entries: putting one more drops the oldest (counted)."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity, self.evicted = max(1, int(capacity)), 0
+
+    def put(self, key, value) -> None:
+        self.pop(key, None)
+        if len(self) >= self.capacity:
+            del self[next(iter(self))]
+            self.evicted += 1
+        self[key] = value
+
+
+class _BadFrames:
+    """Messages that could not be used, counted; the first few errors kept for the summary."""
+
+    def __init__(self, keep: int = 5):
+        self.frames = self.labels = 0
+        self.errors, self._keep = [], keep
+
+    def add(self, kind: str, timestamp: int, exc: Exception) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.errors) < self._keep:
+            from .log_text import bounded
+            self.errors.append(bounded(f"{kind[:-1]} at bag time {timestamp}: {type(exc).__name__}: {exc}"))
+
+    @property
+    def first(self) -> str:
+        return self.errors[0] if self.errors else ""
 
 
 def _percentiles(values: Sequence[float]) -> dict:
@@ -99,7 +141,7 @@ class BagSegmenter:
     def run(self, input_bag: Path, output_bag: Path, topic: str, *, prefix: str = "/openpixel",
             storage: str = "mcap", labels_topic: Optional[str] = None, ignore_index: Optional[int] = None,
             outputs: Sequence[str] = OUTPUTS, copy_input: bool = True, max_frames: int = 0,
-            progress: bool = True) -> dict:
+            progress: bool = True, pairing_buffer: int = PAIRING_BUFFER) -> dict:
         from rosbags.highlevel import AnyReader
         from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -126,10 +168,14 @@ class BagSegmenter:
 
             storage_plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
             confusion = ConfusionMatrix(contract.num_classes, ignore_index) if labels_topic else None
-            ground_truth, pending = {}, {}  # stamp -> labels; stamp -> predicted labels awaiting theirs
+            # stamp -> labels; stamp -> predicted labels awaiting theirs. Each holds at most
+            # pairing_buffer entries (oldest out first): a labels topic whose stamps never match
+            # the frames' must not grow memory with the bag.
+            ground_truth, pending = _Bounded(pairing_buffer), _Bounded(pairing_buffer)
             class_pixels = np.zeros(contract.num_classes, np.int64)
             engine_ms, frame_ms, bag_times = [], [], []
             frames = labelled = 0
+            bad = _BadFrames()
             bar = _Progress(total) if progress else None
             started = time.perf_counter()
             with Writer(Path(output_bag), version=9, storage_plugin=storage_plugin) as writer:
@@ -144,21 +190,32 @@ class BagSegmenter:
 
                 for connection, timestamp, rawdata in reader.messages(
                         connections=image_connections + label_connections):
-                    msg = reader.deserialize(rawdata, connection.msgtype)
                     if connection.topic == labels_topic:
-                        stamp = _stamp_key(msg.header)
-                        ground_truth[stamp] = self._labels_of(msg)
+                        try:
+                            msg = reader.deserialize(rawdata, connection.msgtype)
+                            stamp, truth = _stamp_key(msg.header), self._labels_of(msg)
+                        except BagError:
+                            raise
+                        except Exception as exc:  # a corrupt labels message: skipped and counted
+                            bad.add("labels", timestamp, exc)
+                            continue
+                        ground_truth.put(stamp, truth)
                         if stamp in pending:
                             score(stamp, pending.pop(stamp))
                         continue
-                    if max_frames and frames >= max_frames:
+                    if max_frames and frames + bad.frames >= max_frames:
                         continue
                     t0 = time.perf_counter()
-                    rgb = self._decode(msg, msgtype)
-                    result = self.segmentor.segment(rgb)
-                    labels, header = result.labels, msg.header
                     if copy_input:
                         writer.write(input_out, timestamp, rawdata)
+                    try:
+                        msg = reader.deserialize(rawdata, connection.msgtype)
+                        rgb = self._decode(msg, msgtype)
+                        result = self.segmentor.segment(rgb)
+                    except Exception as exc:  # as the node does: skip the frame, count it, go on
+                        bad.add("frames", timestamp, exc)
+                        continue
+                    labels, header = result.labels, msg.header
                     encoded = {}
                     if "label" in out:
                         encoded["label"] = self._image(labels, header, "mono8" if labels.dtype == np.uint8
@@ -183,7 +240,7 @@ class BagSegmenter:
                         if stamp in ground_truth:
                             score(stamp, labels)
                         else:
-                            pending[stamp] = labels
+                            pending.put(stamp, labels)
                     if bar:
                         bar.update(frames)
             wall_s = time.perf_counter() - started
@@ -191,7 +248,8 @@ class BagSegmenter:
                 bar.update(frames, final=True)
 
         if frames == 0:
-            raise BagError(f"no frames on {topic} in {input_bag}")
+            raise BagError(f"no frames on {topic} in {input_bag}" if not bad.frames else
+                           f"none of the {bad.frames} frames on {topic} could be segmented; first: {bad.first}")
         span_s = (bag_times[-1] - bag_times[0]) / 1e9 if len(bag_times) > 1 else 0.0
         total_pixels = int(class_pixels.sum())
         summary = {
@@ -199,6 +257,7 @@ class BagSegmenter:
             "model": str(self.segmentor.model_path),
             "backend": self.segmentor.semantic.engine.backend, "device": self.segmentor.semantic.engine.device,
             "frames": frames,
+            "bad_frames": bad.frames, "bad_label_messages": bad.labels, "bad_frame_errors": bad.errors,
             "input_rate_hz": round((len(bag_times) - 1) / span_s, 3) if span_s > 0 else None,
             "processed_rate_hz": round(frames / wall_s, 3),
             "wall_s": round(wall_s, 3),
@@ -208,6 +267,9 @@ class BagSegmenter:
         if confusion is not None:
             summary["labels_topic"] = labels_topic
             summary["labelled_frames"] = labelled
+            # Frames whose labels never came within the pairing buffer, and labels whose frames never did.
+            summary["unpaired_frames"] = pending.evicted + len(pending)
+            summary["unpaired_labels"] = ground_truth.evicted + len(ground_truth)
             summary.update(confusion.summary(contract.classes))
         return summary
 
@@ -271,6 +333,8 @@ def main(argv=None) -> int:
           f"p95 {summary['engine_ms']['p95']} ms"
           + (f"; mIoU {summary['miou']} over {summary['labelled_frames']} labelled frames"
              if "miou" in summary else "")
+          + (f"; {summary['bad_frames']} bad frames skipped (first: {summary['bad_frame_errors'][0]})"
+             if summary["bad_frames"] else "")
           + f"\nwrote {args.output_bag} and {summary_path}")
     return 0
 
