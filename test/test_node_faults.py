@@ -318,3 +318,15 @@ def test_diagnostics_period_changes_at_run_time(ros_env, model, rcl):
         assert 1 <= len(rate(3.5)) <= 4
     finally:
         h.close()
+
+
+def test_a_model_declaring_an_absurd_input_is_one_fatal_line(ros_env, tmp_path):
+    """Issue 17: metadata declaring a 30000x30000 input made every frame try to allocate 10 GiB."""
+    from onnx_models import linear_classifier
+    huge = tmp_path / "huge.onnx"
+    linear_classifier(huge, np.eye(2, 3), np.zeros(2), height=30000, width=30000)
+    result = subprocess.run(node_command("-p", f"model_path:={huge}"), env=ros_env, capture_output=True, text=True,
+                            timeout=60)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and "FATAL" in lines[0], lines
+    assert "input size 30000x30000 is outside what a frame can afford" in lines[0], lines

@@ -37,7 +37,7 @@ from ..image_header import check_pixels
 from ..interactive import ClickPrompt, ClickSession, PromptError
 from ..interactive.prompts import MAX_POINTS
 from ..latest_frame import LatestFrameSlot
-from ..log_text import bounded, compact
+from ..log_text import DistinctLines, bounded, compact
 from ..model_contract import ContractError
 from ..msg import AdaptationState
 from ..segmentor import Segmentor
@@ -182,6 +182,7 @@ class OpenPixelNode(Node):
         self._received = 0  # every camera message, paused or not (the slot counts only those offered)
         self._processed = 0
         self._errors = 0
+        self._distinct_errors = DistinctLines(_LOG_THROTTLE_S)
         self._last_error = ""
         self._last_frame_time = None
         self._latency_ms = deque(maxlen=300)
@@ -342,7 +343,9 @@ class OpenPixelNode(Node):
         with self._stats_lock:
             self._errors += 1
             self._last_error = text
-        self.get_logger().warn(text, throttle_duration_sec=_LOG_THROTTLE_S)
+            log = self._distinct_errors.admit(text)
+        if log:  # each distinct error once per _LOG_THROTTLE_S (and at most 10 lines in that time)
+            self.get_logger().warn(text)
 
     # -- inference worker -------------------------------------------------------------
     def _outputs_wanted(self) -> dict:
