@@ -67,7 +67,7 @@ def check_compressed(data, max_pixels: int, what: str = "compressed image") -> T
     """The declared ``(width, height)`` of a PNG/JPEG payload, checked against the budget."""
     size = compressed_image_size(data)
     if size is None:
-        raise ImageTooLargeError(f"{what}: no PNG IHDR or JPEG frame header found (corrupt or truncated)")
+        raise ImageTooLargeError(f"corrupt or truncated {what}: no PNG IHDR or JPEG frame header found")
     if size[0] == 0 or size[1] == 0:
         raise ImageTooLargeError(f"{what} declares a zero size ({size[0]}x{size[1]})")
     check_pixels(size[0], size[1], max_pixels, what)
