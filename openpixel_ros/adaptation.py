@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
+from .log_text import compact
 from .model_contract import CONDITIONING_LAYOUT, CONDITIONING_SIZE  # noqa: F401  (the vector this module fills)
 
 #: Luminance at or below this 8-bit level counts as clipped dark.
@@ -173,45 +174,33 @@ class AdaptationConfig:
     """Naive mode: CLAHE clip limit."""
 
     def validate(self) -> "AdaptationConfig":
-        """Raise ValueError naming the first bad value; return self when all are valid."""
+        """Raise ValueError naming the first bad value; return self when all are valid.
+
+        Every numeric field must lie in its :data:`RANGES` entry first; then the fields that
+        depend on each other are checked together.
+        """
         def check(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(f"adaptation: {message}")
 
-        check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        check(isinstance(self.stats_max_side, int) and self.stats_max_side >= 8,
-              f"stats_max_side must be an integer >= 8, not {self.stats_max_side!r}")
-        for name in ("daylight_luminance_low", "daylight_luminance_high", "daylight_entropy_low",
-                     "target_black", "target_white", "target_median", "naive_target_mean",
-                     "activation_score", "release_score", "full_strength_score", "clipped_tolerance",
-                     "daylight_dark_level_high"):
+        check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {compact(self.mode)}")
+        for name, (low, high) in RANGES.items():
             value = getattr(self, name)
-            check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], not {value}")
-        for name in ("exposure_stops_span", "overexposure_span", "entropy_span", "contrast_span",
-                     "clipped_span", "daylight_contrast_low", "min_gamma", "dark_level_span"):
-            value = getattr(self, name)
-            check(value > 0, f"{name} must be > 0, not {value}")
-        for name in ("noise_tolerance", "denoise_factor", "clahe_clip_limit", "naive_clahe_clip_limit",
-                     "hysteresis"):
-            value = getattr(self, name)
-            check(value >= 0, f"{name} must be >= 0, not {value}")
+            kind = type(getattr(_DEFAULT_CONFIG, name))
+            if kind is int:
+                check(isinstance(value, int) and not isinstance(value, bool),
+                      f"{name} must be an integer, not {compact(value)}")
+            else:
+                check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                      f"{name} must be a finite number, not {compact(value)}")
+            check(low <= value <= high, f"{name} must be in [{low}, {high}], not {compact(value)}")
         check(self.daylight_luminance_low < self.daylight_luminance_high,
               "daylight_luminance_low must be below daylight_luminance_high")
-        check(0.0 < self.smoothing <= 1.0, f"smoothing must be in (0, 1], not {self.smoothing}")
         check(self.release_score < self.activation_score < self.full_strength_score,
               "need release_score < activation_score < full_strength_score")
         check(self.target_black < self.target_median < self.target_white,
               "need target_black < target_median < target_white")
-        check(0.0 <= self.dark_percentile < self.bright_percentile <= 100.0,
-              "need 0 <= dark_percentile < bright_percentile <= 100")
-        check(self.max_gain >= 1.0, f"max_gain must be >= 1, not {self.max_gain}")
-        check(self.min_gamma <= 1.0 <= self.max_gamma, "need min_gamma <= 1 <= max_gamma")
-        check(isinstance(self.clahe_tiles, int) and self.clahe_tiles >= 1,
-              f"clahe_tiles must be an integer >= 1, not {self.clahe_tiles!r}")
-        check(isinstance(self.denoise_diameter, int) and self.denoise_diameter >= 3,
-              f"denoise_diameter must be an integer >= 3, not {self.denoise_diameter!r}")
-        check(isinstance(self.noise_crop, int) and self.noise_crop >= 16,
-              f"noise_crop must be an integer >= 16, not {self.noise_crop!r}")
+        check(self.dark_percentile < self.bright_percentile, "need dark_percentile < bright_percentile")
         return self
 
     @classmethod
@@ -223,6 +212,32 @@ class AdaptationConfig:
             raise ValueError(f"adaptation: unknown parameter(s) {', '.join(unknown)}")
         return cls(**values).validate()
 
+
+#: The range of every numeric :class:`AdaptationConfig` field, inclusive: the ROS parameters'
+#: ranges (docs/nodes.md). Two reasons bound them. Cost: the correction runs on every frame, up to
+#: 4K when the model takes the frame's own size, so a value must keep one frame's correction in
+#: bounded time and memory (single core, 4K: bilateral filter 0.1 s at diameter 5, 0.6 s at 9, 1.6 s
+#: at 15 and 5 s at 25, as diameter squared; CLAHE allocates a 256-entry table per tile, so 2000
+#: tiles a side took 1 GB, while 64 (4096 tiles) stays at 30-40 ms). Arithmetic: lows that feed a
+#: logarithm or a division stay above 0 (daylight_luminance_low 0 made every frame fail).
+RANGES = {
+    "stats_max_side": (8, 4096),
+    "daylight_luminance_low": (0.001, 1.0), "daylight_luminance_high": (0.0, 1.0),
+    "exposure_stops_span": (0.01, 10.0), "overexposure_span": (0.001, 1.0),
+    "daylight_entropy_low": (0.0, 1.0), "entropy_span": (0.001, 1.0),
+    "daylight_contrast_low": (0.001, 0.5), "contrast_span": (0.001, 0.5),
+    "daylight_dark_level_high": (0.0, 1.0), "dark_level_span": (0.001, 1.0),
+    "clipped_tolerance": (0.0, 1.0), "clipped_span": (0.001, 1.0),
+    "smoothing": (0.001, 1.0), "hysteresis": (0.0, 1.0),
+    "activation_score": (0.0, 1.0), "release_score": (0.0, 1.0), "full_strength_score": (0.0, 1.0),
+    "target_black": (0.0, 1.0), "target_white": (0.0, 1.0), "target_median": (0.001, 0.999),
+    "dark_percentile": (0.0, 100.0), "bright_percentile": (0.0, 100.0),
+    "max_gain": (1.0, 255.0), "min_gamma": (0.05, 1.0), "max_gamma": (1.0, 20.0),
+    "noise_tolerance": (0.0, 255.0), "denoise_factor": (0.0, 100.0),
+    "denoise_diameter": (3, 15), "noise_crop": (16, 4096),
+    "clahe_clip_limit": (0.0, 40.0), "clahe_tiles": (1, 64),
+    "naive_target_mean": (0.01, 0.99), "naive_clahe_clip_limit": (0.0, 40.0),
+}
 
 # -- statistics -----------------------------------------------------------------------------
 def luminance_histogram(rgb: np.ndarray, max_side: int = 160) -> np.ndarray:

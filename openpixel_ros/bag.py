@@ -10,6 +10,12 @@ Reads the bag (mcap or sqlite3, through ``rosbags``), runs the node's per-frame 
 as the node would publish them. A JSON summary goes beside it: input and processing rates,
 latency percentiles, each class's share of the pixels and, with ``--labels-topic`` (mono8/mono16
 class ids, matched to frames by header stamp), mIoU and per-class IoU.
+
+A frame that cannot be segmented (corrupt data, a bad encoding, more pixels than
+``--max-image-pixels``, an engine error) is skipped and counted, as the node does: the bag is
+finished and the summary lists ``bad_frames`` with the first errors. Frames and labels waiting for
+their partner are held in a buffer of :data:`PAIRING_BUFFER` each (oldest out first, counted as
+``unpaired_frames``/``unpaired_labels``), so a labels topic that never matches cannot grow memory.
 """
 from __future__ import annotations
 
@@ -22,13 +28,51 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .image_header import DEFAULT_MAX_PIXELS, check_pixels
+
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 OUTPUTS = ("label", "mask", "color", "overlay")
 
 
+PAIRING_BUFFER = 64  # frames (and label images) waiting for their partner at most
+
+
 class BagError(RuntimeError):
     """A bag that cannot be processed as asked; one line for the console."""
+
+
+class _Bounded(dict):
+    """A dict that holds at most ``capacity`` entries: putting one more drops the oldest (counted)."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity, self.evicted = max(1, int(capacity)), 0
+
+    def put(self, key, value) -> None:
+        self.pop(key, None)
+        if len(self) >= self.capacity:
+            del self[next(iter(self))]
+            self.evicted += 1
+        self[key] = value
+
+
+class _BadFrames:
+    """Messages that could not be used, counted; the first few errors kept for the summary."""
+
+    def __init__(self, keep: int = 5):
+        self.frames = self.labels = 0
+        self.errors, self._keep = [], keep
+
+    def add(self, kind: str, timestamp: int, exc: Exception) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.errors) < self._keep:
+            from .log_text import bounded
+            self.errors.append(bounded(f"{kind[:-1]} at bag time {timestamp}: {type(exc).__name__}: {exc}"))
+
+    @property
+    def first(self) -> str:
+        return self.errors[0] if self.errors else ""
 
 
 def _percentiles(values: Sequence[float]) -> dict:
@@ -63,10 +107,11 @@ class _Progress:
 class BagSegmenter:
     """Segments one image topic of a bag into a new bag; :meth:`run` returns the summary dict."""
 
-    def __init__(self, segmentor, typestore=None):
+    def __init__(self, segmentor, typestore=None, max_pixels: int = DEFAULT_MAX_PIXELS):
         from rosbags.typesys import Stores, get_typestore
         from .visualize import colorize
         self.segmentor = segmentor
+        self.max_pixels = max_pixels  # frames declaring more are bad frames, refused before decoding
         self.typestore = typestore or get_typestore(Stores.ROS2_KILTED)
         self.palette = segmentor.contract.color_table()
         self._colorize = colorize
@@ -75,7 +120,8 @@ class BagSegmenter:
     def _decode(self, msg, msgtype: str) -> np.ndarray:
         from .image_codec import decode_compressed_rgb8, decode_raw_rgb8
         if msgtype == COMPRESSED_TYPE:
-            return decode_compressed_rgb8(msg.format, bytes(msg.data))
+            return decode_compressed_rgb8(msg.format, msg.data, self.max_pixels)
+        check_pixels(msg.width, msg.height, self.max_pixels, f"{msg.encoding} frame")
         return decode_raw_rgb8(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
                                bytes(msg.data))
 
@@ -95,7 +141,7 @@ class BagSegmenter:
     def run(self, input_bag: Path, output_bag: Path, topic: str, *, prefix: str = "/openpixel",
             storage: str = "mcap", labels_topic: Optional[str] = None, ignore_index: Optional[int] = None,
             outputs: Sequence[str] = OUTPUTS, copy_input: bool = True, max_frames: int = 0,
-            progress: bool = True) -> dict:
+            progress: bool = True, pairing_buffer: int = PAIRING_BUFFER) -> dict:
         from rosbags.highlevel import AnyReader
         from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -122,10 +168,14 @@ class BagSegmenter:
 
             storage_plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
             confusion = ConfusionMatrix(contract.num_classes, ignore_index) if labels_topic else None
-            ground_truth, pending = {}, {}  # stamp -> labels; stamp -> predicted labels awaiting theirs
+            # stamp -> labels; stamp -> predicted labels awaiting theirs. Each holds at most
+            # pairing_buffer entries (oldest out first): a labels topic whose stamps never match
+            # the frames' must not grow memory with the bag.
+            ground_truth, pending = _Bounded(pairing_buffer), _Bounded(pairing_buffer)
             class_pixels = np.zeros(contract.num_classes, np.int64)
             engine_ms, frame_ms, bag_times = [], [], []
             frames = labelled = 0
+            bad = _BadFrames()
             bar = _Progress(total) if progress else None
             started = time.perf_counter()
             with Writer(Path(output_bag), version=9, storage_plugin=storage_plugin) as writer:
@@ -140,21 +190,32 @@ class BagSegmenter:
 
                 for connection, timestamp, rawdata in reader.messages(
                         connections=image_connections + label_connections):
-                    msg = reader.deserialize(rawdata, connection.msgtype)
                     if connection.topic == labels_topic:
-                        stamp = _stamp_key(msg.header)
-                        ground_truth[stamp] = self._labels_of(msg)
+                        try:
+                            msg = reader.deserialize(rawdata, connection.msgtype)
+                            stamp, truth = _stamp_key(msg.header), self._labels_of(msg)
+                        except BagError:
+                            raise
+                        except Exception as exc:  # a corrupt labels message: skipped and counted
+                            bad.add("labels", timestamp, exc)
+                            continue
+                        ground_truth.put(stamp, truth)
                         if stamp in pending:
                             score(stamp, pending.pop(stamp))
                         continue
-                    if max_frames and frames >= max_frames:
+                    if max_frames and frames + bad.frames >= max_frames:
                         continue
                     t0 = time.perf_counter()
-                    rgb = self._decode(msg, msgtype)
-                    result = self.segmentor.segment(rgb)
-                    labels, header = result.labels, msg.header
                     if copy_input:
                         writer.write(input_out, timestamp, rawdata)
+                    try:
+                        msg = reader.deserialize(rawdata, connection.msgtype)
+                        rgb = self._decode(msg, msgtype)
+                        result = self.segmentor.segment(rgb)
+                    except Exception as exc:  # as the node does: skip the frame, count it, go on
+                        bad.add("frames", timestamp, exc)
+                        continue
+                    labels, header = result.labels, msg.header
                     encoded = {}
                     if "label" in out:
                         encoded["label"] = self._image(labels, header, "mono8" if labels.dtype == np.uint8
@@ -179,7 +240,7 @@ class BagSegmenter:
                         if stamp in ground_truth:
                             score(stamp, labels)
                         else:
-                            pending[stamp] = labels
+                            pending.put(stamp, labels)
                     if bar:
                         bar.update(frames)
             wall_s = time.perf_counter() - started
@@ -187,7 +248,8 @@ class BagSegmenter:
                 bar.update(frames, final=True)
 
         if frames == 0:
-            raise BagError(f"no frames on {topic} in {input_bag}")
+            raise BagError(f"no frames on {topic} in {input_bag}" if not bad.frames else
+                           f"none of the {bad.frames} frames on {topic} could be segmented; first: {bad.first}")
         span_s = (bag_times[-1] - bag_times[0]) / 1e9 if len(bag_times) > 1 else 0.0
         total_pixels = int(class_pixels.sum())
         summary = {
@@ -195,6 +257,7 @@ class BagSegmenter:
             "model": str(self.segmentor.model_path),
             "backend": self.segmentor.semantic.engine.backend, "device": self.segmentor.semantic.engine.device,
             "frames": frames,
+            "bad_frames": bad.frames, "bad_label_messages": bad.labels, "bad_frame_errors": bad.errors,
             "input_rate_hz": round((len(bag_times) - 1) / span_s, 3) if span_s > 0 else None,
             "processed_rate_hz": round(frames / wall_s, 3),
             "wall_s": round(wall_s, 3),
@@ -204,6 +267,9 @@ class BagSegmenter:
         if confusion is not None:
             summary["labels_topic"] = labels_topic
             summary["labelled_frames"] = labelled
+            # Frames whose labels never came within the pairing buffer, and labels whose frames never did.
+            summary["unpaired_frames"] = pending.evicted + len(pending)
+            summary["unpaired_labels"] = ground_truth.evicted + len(ground_truth)
             summary.update(confusion.summary(contract.classes))
         return summary
 
@@ -225,6 +291,9 @@ def main(argv=None) -> int:
     ap.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="storage of the output bag")
     ap.add_argument("--no-input-copy", action="store_true", help="do not copy the image topic into the output")
     ap.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
+    ap.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                    help="frames declaring more pixels (width x height, read from the header before decoding) "
+                         f"are skipped as bad frames (default {DEFAULT_MAX_PIXELS}: 8K)")
     ap.add_argument("--summary", type=Path, default=None, help="summary JSON (default: <output_bag>.summary.json)")
     args = ap.parse_args(argv)
 
@@ -247,7 +316,7 @@ def main(argv=None) -> int:
         print(f"openpixel_bag: cannot load the model: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     try:
-        summary = BagSegmenter(segmentor).run(
+        summary = BagSegmenter(segmentor, max_pixels=args.max_image_pixels).run(
             args.input_bag, args.output_bag, args.topic, prefix=args.prefix, storage=args.storage,
             labels_topic=args.labels_topic, ignore_index=args.ignore_index, outputs=outputs,
             copy_input=not args.no_input_copy, max_frames=args.max_frames)
@@ -264,6 +333,8 @@ def main(argv=None) -> int:
           f"p95 {summary['engine_ms']['p95']} ms"
           + (f"; mIoU {summary['miou']} over {summary['labelled_frames']} labelled frames"
              if "miou" in summary else "")
+          + (f"; {summary['bad_frames']} bad frames skipped (first: {summary['bad_frame_errors'][0]})"
+             if summary["bad_frames"] else "")
           + f"\nwrote {args.output_bag} and {summary_path}")
     return 0
 

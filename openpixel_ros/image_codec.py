@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .image_header import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_compressed
+
 
 class ImageDecodeError(ValueError):
     """The buffer cannot be turned into an image; the message says why in one line."""
@@ -105,8 +107,11 @@ def decode_raw_rgb8(encoding: str, height: int, width: int, step: int, is_bigend
     return to_rgb8(image, encoding)
 
 
-def decode_compressed_rgb8(fmt: str, data) -> np.ndarray:
+def decode_compressed_rgb8(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` payload (jpeg or png) to RGB uint8.
+
+    The size the header declares must be at most ``max_pixels`` (checked before decoding:
+    a small file may declare gigapixels, see :mod:`openpixel_ros.image_header`).
 
     ``fmt`` is the message's ``format`` field, e.g. ``"jpeg"``, ``"png"`` or
     image_transport's ``"rgb8; jpeg compressed bgr8"``; it has to name jpeg or png (or be
@@ -124,6 +129,10 @@ def decode_compressed_rgb8(fmt: str, data) -> np.ndarray:
         other = next((name for sig, name in _OTHER_SIGNATURES.items() if head.startswith(sig)), None)
         what = f"a {other} payload" if other else f"no JPEG or PNG signature (first bytes {head[:4].hex()})"
         raise ImageDecodeError(f"unsupported compressed data: {what}; supported: jpeg, png")
+    try:
+        check_compressed(buf, max_pixels, f"{fmt or 'compressed'} image")
+    except ImageTooLargeError as exc:
+        raise ImageDecodeError(str(exc)) from None
     decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         raise ImageDecodeError(f"corrupt or truncated {fmt or 'compressed'} image ({buf.size} bytes)")

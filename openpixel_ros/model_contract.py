@@ -15,6 +15,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from .image_header import DEFAULT_MAX_PIXELS
+
 FORMAT = "openpixel-model/1"
 METADATA_KEY = "openpixel"
 
@@ -37,6 +39,23 @@ CONDITIONING_SIZE = len(CONDITIONING_LAYOUT)
 
 class ContractError(ValueError):
     """The model's metadata is missing, malformed or disagrees with the graph."""
+
+
+#: Largest fixed model input a contract may declare: 8192 a side and the frame budget (8K,
+#: 33.2 MP) in all. A contract declaring 30000x30000 made every frame try to allocate 10 GiB;
+#: such a model is refused at load instead.
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_PIXELS = DEFAULT_MAX_PIXELS
+
+
+def _check_input_size(height: Optional[int], width: Optional[int]) -> None:
+    if height is None and width is None:
+        return  # dynamic: the frame's own size (bounded by the frame pixel budget)
+    h, w = (1 if height is None else height), (1 if width is None else width)
+    if h <= 0 or w <= 0 or h > MAX_INPUT_SIDE or w > MAX_INPUT_SIDE or h * w > MAX_INPUT_PIXELS:
+        raise ContractError(
+            f"input size {width}x{height} is outside what a frame can afford: each side 1..{MAX_INPUT_SIDE}, "
+            f"at most {MAX_INPUT_PIXELS / 1e6:.1f} MP in all")
 
 
 @dataclass(frozen=True)
@@ -171,6 +190,7 @@ def parse_contract(data: Mapping) -> ModelContract:
         output_spec = OutputSpec(name=str(out["name"]), kind=str(out.get("kind", "logits")).lower())
     except (KeyError, TypeError, ValueError) as exc:
         raise ContractError(f"malformed input/output metadata: {exc}") from None
+    _check_input_size(input_spec.height, input_spec.width)
     if input_spec.layout not in ("NCHW", "NHWC"):
         raise ContractError(f"input layout {input_spec.layout!r} is not NCHW or NHWC")
     if input_spec.color_order not in ("rgb", "bgr"):

@@ -13,9 +13,10 @@ results on the same frame.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -72,6 +73,12 @@ class Segmentor:
     ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel"; default
     :data:`openpixel_ros.interactive.DEFAULT_PROMPT_ENGINE`), ``prompt_model`` (its model; for
     "openpixel" the packaged click network when None) and ``prompt_options`` (the engine's options, e.g. ``{"zoom_in": False}``).
+
+    Threads: one Segmentor may be shared. Semantic segmentation runs concurrently (ONNX Runtime
+    sessions are thread-safe; the lighting adapter's smoothing then sees frames in arrival
+    order). Click inference (``infer`` with prompts, ``segment_clicks``) is serialised by a
+    lock, because the prompt engine holds one frame at a time: concurrent clicks wait for
+    each other instead of answering on another thread's frame.
     """
 
     def __init__(self, model=None, *, engine: str = "onnxruntime", device: str = None, threads: int = 0,
@@ -95,6 +102,9 @@ class Segmentor:
         self._prompt_model = prompt_model
         self._prompt_options = dict(prompt_options or {})
         self._prompt_engine = None
+        # A prompt engine holds one frame (set_image, then predict): two threads interleaving
+        # would answer on each other's frames. Click inference is serialised by this lock.
+        self._prompt_lock = threading.RLock()
 
     # -- configuration ----------------------------------------------------------------
     def set_foreground_classes(self, classes: Optional[Sequence]) -> None:
@@ -109,6 +119,10 @@ class Segmentor:
     @property
     def prompt_engine(self):
         """The click-prompt engine, created on first use."""
+        with self._prompt_lock:
+            return self._create_prompt_engine()
+
+    def _create_prompt_engine(self):
         if self._prompt_engine is None:
             from .interactive import DEFAULT_PROMPT_ENGINE, create_prompt_engine
             name = (self._prompt_engine_name or DEFAULT_PROMPT_ENGINE).lower()
@@ -138,11 +152,18 @@ class Segmentor:
         vector = self.adapter.conditioning_vector(state) if self.contract.conditioning else None
         return adapted, state, vector
 
-    def segment(self, rgb: np.ndarray) -> SegmentationResult:
-        """Semantic segmentation of an RGB uint8 frame (the node's per-frame call)."""
+    def segment(self, rgb: np.ndarray, on_stage: Optional[Callable[[str], None]] = None) -> SegmentationResult:
+        """Semantic segmentation of an RGB uint8 frame (the node's per-frame call).
+
+        ``on_stage("adaptation")`` and ``on_stage("inference")`` are called as each stage starts
+        (the node's diagnostics name a stage that never ends)."""
         t0 = time.perf_counter()
+        if on_stage is not None:
+            on_stage("adaptation")
         adapted, state, vector = self.adapt(rgb)
         t1 = time.perf_counter()
+        if on_stage is not None:
+            on_stage("inference")
         result = self.semantic.infer(adapted, vector, frame_hw=rgb.shape[:2])
         timings = dict(result.timings, adaptation_ms=(t1 - t0) * 1e3)
         return SegmentationResult(labels=result.labels, mask=result.mask, score=result.score, timings=timings,
@@ -151,13 +172,15 @@ class Segmentor:
     def segment_clicks(self, rgb: np.ndarray, prompt, multimask: bool = False, key=None) -> SegmentationResult:
         """Click-prompted mask of an RGB frame; ``prompt`` is an ``interactive.ClickPrompt``.
 
-        ``key`` identifies the frame (e.g. its stamp) so repeated clicks reuse the engine's cached
-        image features.
+        ``key`` identifies the frame's content (e.g. a number given to each frame on receipt; not
+        its stamp, which may repeat) so repeated clicks reuse the engine's cached image features;
+        None hashes the pixels.
         """
-        engine = self.prompt_engine
-        t0 = time.perf_counter()
-        engine.set_image(rgb, key=key)
-        result = engine.predict(prompt, multimask=multimask)
+        with self._prompt_lock:  # the engine's frame is shared state: one caller at a time
+            engine = self.prompt_engine
+            t0 = time.perf_counter()
+            engine.set_image(rgb, key=key)
+            result = engine.predict(prompt, multimask=multimask)
         timings = dict(result.timings)
         timings.setdefault("total_ms", (time.perf_counter() - t0) * 1e3)
         masks = [m.view(np.uint8) * np.uint8(255) for m in result.masks]

@@ -143,3 +143,64 @@ def test_bag_errors_are_one_line(tmp_path, camvid, model):
     assert result.returncode == 1 and "std_msgs/msg/Header" in result.stderr
     result = _run(source, tmp_path / "out3", "--topic", "/camera/image", "--model", tmp_path / "missing.onnx")
     assert result.returncode == 1 and "cannot load the model" in result.stderr
+
+
+# -- bad frames and unmatched labels (issue 17, fault 8): synthetic frames, no ../shared needed --------
+def _synthetic_bag(path: Path, frames: int, bad: dict, label_offset_s: int = 0) -> None:
+    """``frames`` PNG frames of 48x64; ``bad``: index -> payload replacing that frame's PNG;
+    a labels topic stamped ``label_offset_s`` seconds off its frames (never matching when non-zero)."""
+    rng = np.random.default_rng(2)
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        images = writer.add_connection("/camera/image/compressed", "sensor_msgs/msg/CompressedImage",
+                                       typestore=TYPESTORE)
+        labels = writer.add_connection("/camera/labels", "sensor_msgs/msg/Image", typestore=TYPESTORE)
+        for i in range(frames):
+            rgb = rng.integers(0, 255, (48, 64, 3), np.uint8)
+            payload = bad.get(i, encode_compressed(rgb, "png"))
+            msg = CompressedImage(header=_header(i), format="png", data=np.frombuffer(payload, np.uint8))
+            writer.write(images, i * 10**8, TYPESTORE.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
+            gt = _raw(np.zeros((48, 64), np.uint8), _header(i + label_offset_s), "mono8")
+            writer.write(labels, i * 10**8 + 1, TYPESTORE.serialize_cdr(gt, "sensor_msgs/msg/Image"))
+
+
+def test_corrupt_frames_are_skipped_counted_and_the_bag_finished(tmp_path, model):
+    """One corrupt frame used to end the run with a traceback, exit 1, a partial bag and no
+    summary. Now a corrupt PNG and a decompression bomb (12 MP at an 8-MP budget) are skipped."""
+    from image_bombs import png_bomb
+    good = encode_compressed(np.zeros((48, 64, 3), np.uint8), "png")
+    source, out = tmp_path / "drive", tmp_path / "out"
+    _synthetic_bag(source, 20, {7: good[:len(good) // 2], 12: png_bomb(4000, 3000)})
+    result = _run(source, out, "--topic", "/camera/image/compressed", "--model", model,
+                  "--labels-topic", "/camera/labels", "--max-image-pixels", "8000000")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "2 bad frames skipped" in result.stdout, result.stdout
+    summary = json.loads((tmp_path / "out.summary.json").read_text())
+    assert (summary["frames"], summary["bad_frames"], summary["labelled_frames"]) == (18, 2, 18)
+    assert "bag time 700000000" in summary["bad_frame_errors"][0] and "corrupt" in summary["bad_frame_errors"][0]
+    assert "4000x3000 (12.0 MP), over the pixel budget of 8.0 MP" in summary["bad_frame_errors"][1]
+    written = _read(out)
+    assert len(written["/openpixel/label"]) == 18 and len(written["/camera/image/compressed"]) == 20
+
+
+def test_labels_that_never_match_are_held_in_a_bounded_buffer(tmp_path, model):
+    """A labels topic whose stamps never match grew memory with the bag (513 MB at 150 frames)."""
+    from openpixel_ros.bag import BagSegmenter
+    source = tmp_path / "drive"
+    _synthetic_bag(source, 30, {}, label_offset_s=500)
+    segmentor = Segmentor(model, adaptation=None)
+    try:
+        summary = BagSegmenter(segmentor).run(source, tmp_path / "out", "/camera/image/compressed",
+                                              labels_topic="/camera/labels", progress=False, pairing_buffer=4)
+    finally:
+        segmentor.close()
+    assert summary["frames"] == 30 and summary["labelled_frames"] == 0
+    assert summary["unpaired_frames"] == 30 and summary["unpaired_labels"] == 30
+
+
+def test_the_pairing_buffer_drops_its_oldest_entry():
+    from openpixel_ros.bag import _Bounded
+    buffer = _Bounded(3)
+    for i in range(10):
+        buffer.put(i, np.zeros(4))
+        assert len(buffer) <= 3
+    assert list(buffer) == [7, 8, 9] and buffer.evicted == 7

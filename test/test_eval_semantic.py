@@ -217,3 +217,16 @@ def test_enet_reference_through_opencv_dnn_on_real_camvid(tmp_path):
     assert report["per_class_iou"]["Road"] > 0.5 and report["per_class_iou"]["Sky"] > 0.7
     assert report["miou"] > 0.3 and report["pixel_acc"] > 0.6
     assert Path(report["class_map"]).name == "cityscapes_to_camvid"
+
+
+def test_a_bomb_label_file_is_one_line_and_exit_1(tiny_set, tmp_path, capsys):
+    """Issue 17: a small label PNG declaring 36 MP (over the 33-MP default) took eval semantic to
+    5.3 GB and a traceback; now it is refused from its header."""
+    from image_bombs import png_bomb
+    model, images, labels, _, _ = tiny_set
+    (labels / "im1.png").write_bytes(png_bomb(6000, 6000))
+    assert eval_main(["semantic", "--images", str(images), "--labels", str(labels), "--model", str(model)]) == 1
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "im1.png is 6000x6000 (36.0 MP), over the pixel budget" in errors[0], err
+    assert "Traceback" not in err

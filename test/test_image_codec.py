@@ -5,6 +5,8 @@ from skimage import data
 
 from openpixel_ros.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, decode_compressed_rgb8, decode_raw,
                                        decode_raw_rgb8, encode_compressed, encode_raw)
+from openpixel_ros.image_header import compressed_image_size
+from image_bombs import jpeg_declaring, png_bomb
 
 RGB = np.ascontiguousarray(data.astronaut()[::8, ::8])  # 64x64 real photo
 
@@ -71,3 +73,45 @@ def test_corrupt_and_unknown_compressed():
         decode_compressed_rgb8("jpeg", bmp)
     with pytest.raises(ImageDecodeError, match="no JPEG or PNG signature"):
         decode_compressed_rgb8("png", b"\x00" * 100)
+
+
+# -- decompression bombs (issue 17, fault 3) ---------------------------------------------------
+def test_image_header_sizes_match_the_encoded_images():
+    for fmt in ("jpeg", "png"):
+        for h, w in ((7, 13), (48, 64), (480, 640)):
+            assert compressed_image_size(encode_compressed(np.zeros((h, w, 3), np.uint8), fmt)) == (w, h)
+    assert compressed_image_size(png_bomb(8000, 8000)) == (8000, 8000)
+    assert compressed_image_size(jpeg_declaring(30000, 20000)) == (30000, 20000)
+    assert compressed_image_size(b"\x89PNG\r\n\x1a\n") is None  # cut short
+    assert compressed_image_size(b"\xff\xd8\xff\xe0\x00\x10JFIF") is None
+
+
+@pytest.mark.parametrize("bomb, size", [(lambda: png_bomb(8000, 8000), "8000x8000 (64.0 MP)"),
+                                        (lambda: jpeg_declaring(30000, 20000), "30000x20000 (600.0 MP)")])
+def test_a_bomb_is_refused_from_its_header_without_decoding(bomb, size, monkeypatch):
+    """A 64-MP PNG (60 kB) at an 8-MP budget: one line, and the decoder is never called."""
+    data = bomb()
+    assert len(data) < 200_000
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("the bomb reached the decoder"))
+    with pytest.raises(ImageDecodeError) as err:
+        decode_compressed_rgb8("png", data, max_pixels=8_000_000)
+    message = str(err.value)
+    assert size in message and "8.0 MP" in message and "\n" not in message and len(message) <= 240
+
+
+def test_frames_within_the_budget_still_decode():
+    rgb = decode_compressed_rgb8("png", png_bomb(100, 80), max_pixels=8000)
+    assert rgb.shape == (80, 100, 3) and not rgb.any()
+    with pytest.raises(ImageDecodeError, match="100x80"):
+        decode_compressed_rgb8("png", png_bomb(100, 80), max_pixels=7999)
+
+
+def test_image_files_are_checked_before_loading(tmp_path):
+    """The evaluation tools' loaders refuse a bomb label or image file in one line."""
+    from openpixel_ros.eval.common import load_labels, load_rgb
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_bomb(4000, 3000))
+    for load in (load_labels, load_rgb):
+        with pytest.raises(ValueError, match=r"bomb.png is 4000x3000 \(12.0 MP\), over the pixel budget of 8.0 MP"):
+            load(path, max_pixels=8_000_000)
+    assert load_labels(path, max_pixels=12_000_000).shape == (3000, 4000)

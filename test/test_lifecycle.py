@@ -106,3 +106,46 @@ def test_failed_configure_leaves_a_clear_error_and_an_unconfigured_node(ros_env,
     print(log)
     errors = [line for line in log.splitlines() if "configure failed:" in line]
     assert len(errors) == 1 and str(missing) in errors[0] and "[ERROR]" in errors[0], log
+
+
+def _slow_requests(count):
+    """Click requests on a 1280x960 image: each keeps the classical engine busy for a while."""
+    from geometry_msgs.msg import Point
+    from openpixel_ros.srv import SegmentAtPoints
+    rgb = np.random.default_rng(0).integers(0, 255, (960, 1280, 3), np.uint8)
+    requests = []
+    for i in range(count):
+        request = SegmentAtPoints.Request(image=array_to_image_msg(rgb, None, "rgb8"),
+                                          points=[Point(x=100.0 + i, y=100.0)], labels=[1])
+        requests.append(request)
+    return requests
+
+
+@pytest.mark.parametrize("transition", ["deactivate", "shutdown"])
+def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
+    """Issue 17: with 8 calls queued, deactivate answered none (InvalidHandle) and clients waited
+    forever. Now each gets an answer: computed, or success=false 'node deactivating'."""
+    from openpixel_ros.srv import SegmentAtPoints
+    proc = _start(ros_env, f"model_path:={model}", "click.queue_size:=16")
+    probe = Probe("test_lifecycle_calls")
+    try:
+        lc = Lifecycle(probe)
+        assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.transition(Transition.TRANSITION_ACTIVATE)
+        client = probe.node.create_client(SegmentAtPoints, "/openpixel/segment_at_points")
+        assert client.wait_for_service(timeout_sec=20)
+        futures = [client.call_async(r) for r in _slow_requests(8)]
+        probe.spin_until(lambda: any(f.done() for f in futures), timeout=0.3)  # the calls go out
+        transition_id = Transition.TRANSITION_DEACTIVATE if transition == "deactivate" else \
+            Transition.TRANSITION_ACTIVE_SHUTDOWN
+        assert lc.transition(transition_id)
+        assert probe.spin_until(lambda: all(f.done() for f in futures), timeout=30), \
+            f"{sum(not f.done() for f in futures)} of 8 calls never answered"
+        answers = [f.result() for f in futures]
+        refused = [a for a in answers if not a.success]
+        assert refused and all(a.message == "node deactivating" for a in refused), [a.message for a in answers]
+        assert all(a.mask.width == 1280 for a in answers if a.success)
+        assert proc.alive()
+    finally:
+        probe.destroy()
+        log = proc.stop()
+    assert "Traceback" not in log and "InvalidHandle" not in log, log

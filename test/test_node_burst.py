@@ -140,3 +140,80 @@ def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, rcl, m
     finally:
         probe.destroy()
         proc.stop()
+
+
+def _accounted(diag) -> int:
+    return int(diag["frames_received"]) + int(diag["frames_dropped_queue_overrun"])
+
+
+def _start_counting_node(ros_env, model, name):  # noqa: F811
+    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", f"__node:={name}",
+                                    "-r", f"image:=/{name}_cam/image", "-p", "adaptation.enabled:=false",
+                                    "-p", "diagnostics_period:=0.2"), ros_env)
+    probe = Probe(f"test_{name}")
+    labels = probe.subscribe(Image, f"/{name}/label")
+    diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
+    return proc, probe, labels, diagnostics
+
+
+def test_two_publishers_with_one_frame_id_are_counted_per_publisher(ros_env, rcl, model):  # noqa: F811
+    """Issue 17: sequence gaps were tracked per frame_id, so two cameras on one topic (same
+    frame_id, different message counts) made the node report losses that never happened."""
+    proc, probe, labels, diagnostics = _start_counting_node(ros_env, model, "openpixel_two_pubs")
+    try:
+        first = probe.node.create_publisher(Image, "/openpixel_two_pubs_cam/image", 10)
+        second = probe.node.create_publisher(Image, "/openpixel_two_pubs_cam/image", 10)
+        msg = array_to_image_msg(make_frame(48, 64), Header(frame_id="same_camera"))
+        assert probe.wait_for_subscriber(first) and probe.wait_for_subscriber(second)
+        assert probe.spin_until(lambda: labels, timeout=20, every=lambda: (first.publish(msg), second.publish(msg)),
+                                period=0.5)
+        for _ in range(40):  # the first camera runs ahead: its numbers reach the 40s
+            first.publish(msg)
+            probe.spin_until(lambda: False, timeout=0.02)
+        second.publish(msg)  # (a publisher's first frames seen set its count: none may be lost after them)
+        probe.spin_until(lambda: False, timeout=1.0)
+        base = _accounted(_diag(diagnostics))
+        for _ in range(40):  # now both, interleaved: 41.. and 1..
+            first.publish(msg)
+            second.publish(msg)
+            probe.spin_until(lambda: False, timeout=0.03)
+        probe.spin_until(lambda: False, timeout=1.0)
+        for pub in (first, second):  # a last frame from each, after a pause, shows any gap before it
+            pub.publish(msg)
+            probe.spin_until(lambda: False, timeout=1.0)
+        diag = _diag(diagnostics)
+        assert _accounted(diag) - base == 82, diag  # exactly what was published: no phantom losses
+        assert diag["queue_overrun_counting"] == "per publisher"
+    finally:
+        probe.destroy()
+        proc.stop()
+
+
+def test_frames_are_counted_while_paused(ros_env, rcl, model):  # noqa: F811
+    """docs/nodes.md: with ~/enable false frames are still counted (frames_received stopped)."""
+    from std_srvs.srv import SetBool
+    proc, probe, labels, diagnostics = _start_counting_node(ros_env, model, "openpixel_paused")
+    try:
+        pub = probe.node.create_publisher(Image, "/openpixel_paused_cam/image", 10)
+        msg = array_to_image_msg(make_frame(48, 64), Header(frame_id="cam"))
+        assert probe.wait_for_subscriber(pub)
+        assert probe.spin_until(lambda: labels, timeout=20, every=lambda: pub.publish(msg), period=0.5)
+        enable = probe.node.create_client(SetBool, "/openpixel_paused/enable")
+        assert enable.wait_for_service(timeout_sec=10)
+        future = enable.call_async(SetBool.Request(data=False))
+        assert probe.spin_until(future.done, timeout=10) and future.result().success
+        probe.spin_until(lambda: False, timeout=1.0)
+        before = _diag(diagnostics)
+        for _ in range(20):
+            pub.publish(msg)
+            probe.spin_until(lambda: False, timeout=0.05)
+        probe.spin_until(lambda: False, timeout=1.5)
+        after = _diag(diagnostics)
+        received = int(after["frames_received"]) - int(before["frames_received"])
+        paused = int(after["frames_dropped_paused"]) - int(before["frames_dropped_paused"])
+        overrun = int(after["frames_dropped_queue_overrun"]) - int(before["frames_dropped_queue_overrun"])
+        assert received + overrun == 20 and paused == received > 0, (before, after)
+        assert int(after["frames_processed"]) == int(before["frames_processed"]), "a paused node segmented"
+    finally:
+        probe.destroy()
+        proc.stop()

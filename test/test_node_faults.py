@@ -281,6 +281,13 @@ STARTUP_FAULTS = {
     "bad adaptation combination": (["-p", "adaptation.release_score:=0.5"], "release_score < activation_score"),
     "unknown mask class": (["-p", "foreground_classes:=[nope]"], "unknown class 'nope'"),
     "missing params file": (["--params-file", "/nonexistent/params.yaml"], "No such file"),
+    # Ranges a 4K frame can afford (issue 17): these values used to be accepted and stop inference.
+    "denoise diameter beyond the range": (["-p", "adaptation.denoise_diameter:=1001"],
+                                          "adaptation.denoise_diameter must be <= 15"),
+    "CLAHE tiles 2^63-1": (["-p", "adaptation.clahe_tiles:=9223372036854775807"],
+                           "adaptation.clahe_tiles must be <= 64"),
+    "zero daylight luminance": (["-p", "adaptation.daylight_luminance_low:=0.0"],
+                                "adaptation.daylight_luminance_low must be >= 0.001"),
 }
 
 
@@ -311,3 +318,15 @@ def test_diagnostics_period_changes_at_run_time(ros_env, model, rcl):
         assert 1 <= len(rate(3.5)) <= 4
     finally:
         h.close()
+
+
+def test_a_model_declaring_an_absurd_input_is_one_fatal_line(ros_env, tmp_path):
+    """Issue 17: metadata declaring a 30000x30000 input made every frame try to allocate 10 GiB."""
+    from onnx_models import linear_classifier
+    huge = tmp_path / "huge.onnx"
+    linear_classifier(huge, np.eye(2, 3), np.zeros(2), height=30000, width=30000)
+    result = subprocess.run(node_command("-p", f"model_path:={huge}"), env=ros_env, capture_output=True, text=True,
+                            timeout=60)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and "FATAL" in lines[0], lines
+    assert "input size 30000x30000 is outside what a frame can afford" in lines[0], lines

@@ -201,3 +201,65 @@ def test_latest_frame_and_click_topic(node):
     m = masks[0]
     assert m.header.stamp.sec == 42 and m.encoding == "mono8"
     assert decode_raw("mono8", m.height, m.width, m.step, False, m.data)[A[1], A[0]] == 255
+
+
+def _iou(mask, truth) -> float:
+    got = mask == 255
+    return (got & truth).sum() / max(1, (got | truth).sum())
+
+
+def test_repeated_stamps_never_answer_on_an_older_frame(node):
+    """Two different frames, both stamped 0 with frame_id 'cam' (a simple driver): a click on the
+    second must segment the second frame's object, through the service and through ~/click. The
+    answer is polled because the frame and the request travel separately; a stale answer never ends."""
+    _, probe, client = node
+    pub = probe.node.create_publisher(Image, "/cam/image", 10)
+    clicks = probe.node.create_publisher(PointStamped, "/openpixel_p/click", 10)
+    assert probe.wait_for_subscriber(pub) and probe.wait_for_subscriber(clicks)
+    masks = probe.subscribe(Image, "/openpixel_p/click_mask")
+    big = scene()  # a disc of radius 45 at A
+    small = np.full((H, W, 3), (40, 60, 150), np.uint8)
+    cv2.circle(small, A, 20, (240, 220, 30), -1)  # a smaller, yellow disc at A
+    frames = [(big, disc(A, 45)), (small, disc(A, 20))]
+    header = Header(frame_id="cam")  # stamp 0
+
+    def publish(rgb):
+        for _ in range(3):
+            pub.publish(array_to_image_msg(rgb, header, "rgb8"))
+            probe.spin_until(lambda: False, timeout=0.1)
+
+    point = Point(x=float(A[0]), y=float(A[1]))
+    for rgb, truth in frames + frames:  # big, small, and back
+        publish(rgb)
+        best = 0.0
+        for _ in range(20):
+            res = call(probe, client, points=[point], labels=[1])
+            assert res.success, res.message
+            best = _iou(mask_of(res), truth)
+            if best > 0.8:
+                break
+        assert best > 0.8, f"service answered on another frame: IoU {best:.2f} with this frame's object"
+    for rgb, truth in frames:
+        publish(rgb)
+        masks.clear()
+        got = []
+
+        def click_matches():
+            if masks:
+                m = masks.pop()
+                got.append(_iou(decode_raw("mono8", m.height, m.width, m.step, False, m.data), truth))
+            return bool(got) and got[-1] > 0.8
+        assert probe.spin_until(click_matches, timeout=30, every=lambda: clicks.publish(PointStamped(point=point)),
+                                period=1.0), f"~/click answered on another frame: IoUs {got}"
+
+
+def test_too_many_points_are_refused_at_once_and_the_next_call_is_answered(node):
+    """Issue 17: one call with 1,000,000 points took 13.7 s and held up every call behind it.
+    Points are bounded like scribbles: more than 1,000 are refused in one line."""
+    proc, probe, client = node
+    many = [Point(x=float(10 + i % 200), y=float(10 + i // 200)) for i in range(1001)]  # all inside
+    res = call(probe, client, image=image_msg(), points=many, labels=[1] * len(many))
+    assert not res.success and res.message == "1001 points; a prompt holds at most 1000", res.message
+    res = call(probe, client, image=image_msg(), points=[Point(x=float(A[0]), y=float(A[1]))], labels=[1])
+    assert res.success, res.message
+    assert proc.alive()

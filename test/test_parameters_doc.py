@@ -29,3 +29,13 @@ def test_defaults_pass_their_own_validation():
     for spec in all_parameters():
         assert spec.validate(spec.default) is None, spec.name
         assert spec.description, f"{spec.name} has no description"
+
+
+def test_every_numeric_parameter_has_a_range_in_the_table():
+    """Issue 17: an unbounded number (adaptation.denoise_diameter:=1001) stopped inference for good."""
+    for spec in all_parameters():
+        if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
+            assert spec.min is not None and spec.max is not None, f"{spec.name} has no range"
+            assert spec.validate(spec.min) is None and spec.validate(spec.max) is None, spec.name
+            assert spec.validate(type(spec.default)(spec.max * 2 + 1)) is not None, spec.name
+            assert f"Range [{spec.min}, {spec.max}]" in render_params_markdown([spec]), spec.name

@@ -56,3 +56,36 @@ def test_log_text_is_bounded():
     assert len(compact("x" * 5000)) <= 60 and len(compact(list(range(100)))) <= 60
     line = bounded("a" * 10_000 + "\nsecond line")
     assert len(line) == MAX_LINE and line.endswith("...") and "second" not in line
+
+
+def test_closing_with_a_reason_answers_queued_and_overdue_calls_exactly_once():
+    """Issue 17: deactivate left queued calls unanswered. close(reason=...) answers each queued call
+    with the reason at once, and the running one when it overruns the bound; its late result is
+    not sent a second time."""
+    sent, errors = [], []
+    release, started = threading.Event(), threading.Event()
+    worker = PromptWorker(8, on_error=errors.append)
+    calls = []
+    for i in range(5):
+        compute = (lambda: (started.set(), release.wait(10), "slow answer")[2]) if i == 0 else \
+            (lambda i=i: f"answer {i}")
+        deferred = DeferredResponse(compute, failure=lambda exc: "failed", refusal=lambda reason: f"refused: {reason}")
+        deferred.bind(lambda response, header: sent.append((header, response)), f"h{i}")
+        assert worker.submit(deferred.run, cancel=deferred.cancel)
+        calls.append(deferred)
+    assert started.wait(5)  # the first call is running, four wait
+    worker.close(timeout=0.2, reason="node deactivating")
+    assert sorted(sent) == [(f"h{i}", "refused: node deactivating") for i in range(5)]
+    assert not worker.submit(lambda: None) and worker.closed
+    release.set()  # the overdue call ends later: its answer was already given
+    worker._thread.join(5)
+    assert len(sent) == 5 and not errors
+
+
+def test_sequence_gaps_are_tracked_per_publisher_gid():
+    gaps = SequenceGaps()
+    a, b = ({"publisher_gid": {"data": bytes([i] * 16)}} for i in (1, 2))
+    seen = [gaps.observe_message({**pub, "publication_sequence_number": s}, "cam")
+            for pub, s in ((a, 40), (b, 1), (a, 41), (b, 2), (a, 43), (b, 3))]
+    assert seen == [0, 0, 0, 0, 1, 0] and not gaps.approximate
+    assert gaps.observe_message({"publication_sequence_number": 7}, "cam") == 0 and gaps.approximate

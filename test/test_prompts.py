@@ -156,3 +156,11 @@ def test_registered_engine_replaces_a_placeholder():
         assert create_prompt_engine("openpixel").name == "classical"
     finally:
         register_prompt_engine("openpixel", original)
+
+
+def test_more_than_max_points_is_one_line():
+    from openpixel_ros.interactive.prompts import MAX_POINTS
+    points = [(1.0, 1.0)] * MAX_POINTS
+    assert len(ClickPrompt.from_lists(points, [1] * MAX_POINTS, image_size=(4, 4)).positive_points) == MAX_POINTS
+    with pytest.raises(PromptError, match=f"^{MAX_POINTS + 1} points; a prompt holds at most {MAX_POINTS}$"):
+        ClickPrompt.from_lists(points + [(1.0, 1.0)], [1] * (MAX_POINTS + 1), image_size=(4, 4))

@@ -61,3 +61,39 @@ def test_bad_scribbles_raise_a_prompt_error(segmentor, scribbles, message):
     with pytest.raises(PromptError) as info:
         segmentor.infer(rgb, scribbles=scribbles)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_threads_sharing_a_segmentor_get_their_own_frame_masks(segmentor):
+    """Issue 17: four threads clicking through one Segmentor got other frames' masks (IoU 0.08)
+    and exceptions. Click inference now holds a lock around the engine's frame and prompt."""
+    import threading
+    rng = np.random.default_rng(1)
+    frames = []
+    for i in range(4):  # the same object at four places
+        rgb = rng.integers(20, 70, (H, W, 3), dtype=np.uint8)
+        rows, cols = np.mgrid[:H, :W]
+        cx, cy = 70 + 60 * i, 80 + 25 * i
+        obj = ((cols - cx) / 40.0) ** 2 + ((rows - cy) / 30.0) ** 2 <= 1
+        rgb[obj] = rng.integers(190, 230, (int(obj.sum()), 3)).astype(np.uint8)
+        frames.append((rgb, obj, (cx, cy)))
+    expected = [segmentor.infer(rgb, clicks=[(x, y, 1)]).mask for rgb, _, (x, y) in frames]
+    for (rgb, obj, _), mask in zip(frames, expected):
+        assert iou(mask > 0, obj) > 0.8
+    wrong, errors = [], []
+
+    def clicker(index):
+        rgb, _, (x, y) = frames[index]
+        for _ in range(6):
+            try:
+                mask = segmentor.infer(rgb, clicks=[(x, y, 1)]).mask
+            except Exception as exc:  # noqa: BLE001 - any exception is the fault
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if not np.array_equal(mask, expected[index]):
+                wrong.append(round(float(iou(mask > 0, expected[index] > 0)), 2))
+    threads = [threading.Thread(target=clicker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not wrong, f"{len(wrong)} wrong masks (IoUs {wrong[:8]}), errors {errors[:3]}"

@@ -15,6 +15,9 @@ _ORT_DTYPES = {
 }
 
 
+_ORT_FATAL = 4  # ONNX Runtime log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal
+
+
 def _spec(arg) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
     return TensorSpec(arg.name, shape, np.dtype(_ORT_DTYPES.get(arg.type, np.float32)))
@@ -41,7 +44,10 @@ class OnnxRuntimeEngine(Engine):
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        # ORT's own logger prints a coloured line to stderr for every failed run, unthrottled (two a
+        # frame for a model that always fails). Only FATAL gets through: a failure reaches the caller
+        # as EngineError, whose one line the node logs rate-limited.
+        options.log_severity_level = _ORT_FATAL
         device = device.lower()
         if device == "cpu":
             providers = ["CPUExecutionProvider"]
@@ -59,6 +65,8 @@ class OnnxRuntimeEngine(Engine):
         except Exception as exc:  # ORT raises several private exception types
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"cannot load ONNX model {path}: {first_line}") from None
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = _ORT_FATAL
         self._device = device
         self._inputs = tuple(_spec(a) for a in self._session.get_inputs())
         self._outputs = tuple(_spec(a) for a in self._session.get_outputs())
@@ -75,7 +83,7 @@ class OnnxRuntimeEngine(Engine):
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict:
         try:
-            values = self._session.run(self._output_names, dict(feeds))
+            values = self._session.run(self._output_names, dict(feeds), self._run_options)
         except Exception as exc:
             raise EngineError(f"onnxruntime inference failed: {str(exc).strip().splitlines()[0]}") from None
         return dict(zip(self._output_names, values))

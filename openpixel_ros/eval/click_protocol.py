@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..image_header import check_image_file
 from ..interactive import ClickPrompt
 
 NOC_THRESHOLDS = (0.85, 0.90)
@@ -55,6 +56,7 @@ def load_ground_truth(path) -> tuple:
     """``(object, ignore)`` of a mask file; palette PNGs give their indices, RGB their first channel."""
     from PIL import Image
 
+    check_image_file(path)  # the decompression-bomb guard
     with Image.open(path) as image:
         if image.mode in ("P", "L"):
             values = np.asarray(image)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..engines import engine_names
+from ..image_header import DEFAULT_MAX_PIXELS, check_image_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -51,17 +52,21 @@ def pair_by_stem(images_dir, labels_dir, limit: Optional[int] = None) -> list:
     return pairs[:limit] if limit else pairs
 
 
-def load_rgb(path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB."""
+def load_rgb(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB; one over ``max_pixels`` is refused before decoding."""
+    check_image_file(path, max_pixels)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"cannot read image {path}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def load_labels(path) -> np.ndarray:
-    """A class-id label image (grey or palette PNG) as HxW uint8 ids; palette PNGs give their indices."""
+def load_labels(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A class-id label image (grey or palette PNG) as HxW uint8 ids; palette PNGs give their indices.
+    One over ``max_pixels`` is refused before decoding."""
     from PIL import Image
+
+    check_image_file(path, max_pixels)
 
     with Image.open(path) as image:
         if image.mode not in ("L", "P", "I;16", "I"):

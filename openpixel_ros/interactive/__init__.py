@@ -2,7 +2,7 @@
 
     from openpixel_ros.interactive import ClickPrompt, create_prompt_engine
     engine = create_prompt_engine("classical")                  # or "sam", model="mobile_sam.encoder.onnx"
-    engine.set_image(rgb, key=stamp)                            # per-frame work, cached under key
+    engine.set_image(rgb, key=frame_number)                     # per-frame work, cached under key
     prompt = ClickPrompt.from_lists([(320, 240)], [1], image_size=rgb.shape[:2])
     result = engine.predict(prompt)                             # result.mask, .score, .bbox, .area, .timings
 

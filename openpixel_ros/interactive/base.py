@@ -74,9 +74,10 @@ class PromptEngine(ABC):
     def set_image(self, rgb: np.ndarray, key: Optional[Hashable] = None) -> None:
         """Make ``rgb`` (HxWx3 uint8, RGB) the frame that prompts refer to.
 
-        ``key`` identifies the frame (for example its header stamp); without one the
+        ``key`` identifies the frame's content (for example a number given to each frame on
+        receipt; not a header stamp, which drivers may leave at zero or repeat); without one the
         frame's content is hashed (about a millisecond for VGA). When the key equals the
-        current frame's, nothing is recomputed.
+        current frame's, nothing is recomputed: a key reused for another frame answers on the old one.
         """
         rgb = np.asarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:

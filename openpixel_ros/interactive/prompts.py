@@ -7,7 +7,7 @@ Coordinates are pixels of the segmented image, x to the right and y down. A poin
 A scribble is a polyline: one or more such points, joined in order, with one label for the
 whole line. Every vertex must be inside the image (so is the whole line). All scribbles of a
 prompt together hold at most :data:`MAX_SCRIBBLE_POINTS` points, which bounds what an engine
-spends rasterising them.
+spends rasterising them; its clicks at most :data:`MAX_POINTS`.
 
 A box is ``(x0, y0, x1, y1)`` with the top-left corner inclusive and the bottom-right
 corner exclusive: it covers columns ``x0 .. x1-1`` and rows ``y0 .. y1-1``, exactly like a
@@ -29,6 +29,9 @@ FOREGROUND = 1
 BACKGROUND = 0
 #: Most points all scribbles of one prompt may hold together (a request cannot make rendering explode).
 MAX_SCRIBBLE_POINTS = 10_000
+#: Most click points one prompt may hold: a person clicks tens; a million took 13.7 s and stalled
+#: every request behind it.
+MAX_POINTS = 1_000
 
 
 class PromptError(ValueError):
@@ -80,6 +83,8 @@ class ClickPrompt:
             raise PromptError(f"image size {width}x{height} is empty")
         size_text = f"{width}x{height}"
 
+        if points is not None and len(points) > MAX_POINTS:
+            raise PromptError(f"{len(points)} points; a prompt holds at most {MAX_POINTS}")
         try:
             point_array = np.asarray(points if points is not None else [], dtype=np.float64)
         except (TypeError, ValueError):

@@ -7,7 +7,8 @@ import threading
 DROP_CAUSES = {
     "newest_frame": "replaced in the one-frame mailbox by a newer frame before the worker took it",
     "queue_overrun": "published but never delivered to the node (subscription queue overrun or transport "
-                     "loss), from gaps in the publisher's sequence numbers",
+                     "loss), from gaps in each publisher's sequence numbers",
+    "paused": "received while ~/enable is false: kept for clicks, not segmented",
     "decode_error": "the message could not be decoded (bad encoding, step, size or compressed data)",
     "engine_error": "the engine failed on the frame",
     "no_subscribers": "nothing subscribed to any output",
@@ -35,19 +36,33 @@ class FrameDrops:
 
 
 class SequenceGaps:
-    """Missed messages from gaps in publication sequence numbers.
+    """Missed messages from gaps in publication sequence numbers, per publisher.
 
-    rclpy's message info carries the publisher's sequence number but not the publisher, so
-    numbers are tracked per ``header.frame_id`` (one camera, one frame id); a number that goes
-    backwards (a second publisher with the same frame id, a restarted camera) starts over
+    Each publisher numbers its own messages, so numbers are tracked per publisher GID (rclpy's
+    message info ``publisher_gid``): several cameras on one topic, even with one frame id, neither
+    invent losses nor hide them. Where the middleware gives no GID, numbers are tracked per
+    ``header.frame_id`` instead, and :attr:`approximate` says so (several publishers with one
+    frame id then interleave). A number that goes backwards (a restarted publisher) starts over
     instead of counting a gap.
     """
 
     def __init__(self, max_keys: int = 64):
         self._last = {}
         self._max_keys = max_keys
+        self.approximate = False
 
-    def observe(self, key: str, sequence) -> int:
+    def observe_message(self, info: dict, frame_id: str) -> int:
+        """:meth:`observe` keyed by the message info's publisher GID, else by ``frame_id``."""
+        gid = info.get("publisher_gid")
+        data = gid.get("data") if isinstance(gid, dict) else None
+        if data:
+            key = bytes(data)
+        else:
+            key = ("frame_id", frame_id)
+            self.approximate = True
+        return self.observe(key, info.get("publication_sequence_number"))
+
+    def observe(self, key, sequence) -> int:
         """Record ``sequence`` for ``key``; the number of messages missed just before it."""
         if sequence is None or sequence <= 0 or sequence >= _SEQUENCE_UNSUPPORTED:
             return 0

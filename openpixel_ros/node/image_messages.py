@@ -7,6 +7,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..image_codec import decode_compressed_rgb8, decode_raw_rgb8
+from ..image_header import DEFAULT_MAX_PIXELS
 
 _ENCODING_FOR = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint16), 1): "mono16",
                  (np.dtype(np.uint8), 3): "rgb8"}
@@ -17,8 +18,8 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
     return decode_raw_rgb8(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
-def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
-    return decode_compressed_rgb8(msg.format, msg.data)
+def compressed_msg_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return decode_compressed_rgb8(msg.format, msg.data, max_pixels)
 
 
 def array_to_image_msg(image: np.ndarray, header, encoding: str = None) -> Image:

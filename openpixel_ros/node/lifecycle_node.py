@@ -9,6 +9,8 @@ Same parameters, topics and services as openpixel_node, driven through lifecycle
 - activate: subscribe to the camera and clicks, start the inference worker, diagnostics and
   the services (~/segment_at_points, ~/enable).
 - deactivate: release the camera subscription and stop the worker (the engine stays loaded).
+  Every prompt call already accepted or still waiting is answered first (success=false,
+  "node deactivating"); the running one has 2 s to finish, else it gets that answer too.
 - cleanup: free the engine and the publishers. shutdown: as deactivate + cleanup.
 """
 from __future__ import annotations
@@ -75,12 +77,12 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         for sub in self._click_subs:
             self.destroy_subscription(sub)
         self.destroy_timer(self._diagnostics_timer)
+        self._stop_prompts("node deactivating")  # every accepted or waiting call answered, before the service goes
         self.destroy_service(self._srv)
         self.destroy_service(self._enable_srv)
-        self._prompts.close()  # answers the queued service calls, then stops its thread
         self._slot.close()
         self._worker.join(timeout=10.0)
-        self._latest_msg = None
+        self._latest = None
 
     def _destroy_outputs(self) -> None:
         for name in _OUTPUT_PUBLISHERS:

@@ -11,6 +11,7 @@ never stall frame intake and a burst is answered "busy" rather than lost.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
@@ -32,9 +33,11 @@ from std_srvs.srv import SetBool
 from ..adaptation import AdaptationConfig
 from ..engines import EngineError
 from ..image_codec import ImageDecodeError, decode_raw
+from ..image_header import check_pixels
 from ..interactive import ClickPrompt, ClickSession, PromptError
+from ..interactive.prompts import MAX_POINTS
 from ..latest_frame import LatestFrameSlot
-from ..log_text import bounded, compact
+from ..log_text import DistinctLines, bounded, compact
 from ..model_contract import ContractError
 from ..msg import AdaptationState
 from ..segmentor import Segmentor
@@ -43,15 +46,22 @@ from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from . import class_metadata
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
-from .parameters import spec_by_name
-from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
+from .parameters import same_type, spec_by_name
+from .prompt_worker import DeferredResponse, PromptWorker, defer_responses, refuse_pending_requests
 from .rates import RateMeter, percentiles, processed_ratio_warning
 from .runner import run_node
 from .startup import StartupError
+from .worker_stage import WorkerStage
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "best_available": ReliabilityPolicy.BEST_AVAILABLE}
 _LOG_THROTTLE_S = 5.0
+# Every camera message gets the next number on receipt: the prompt engines' cache key for the frame.
+# Process-wide, so a re-activated lifecycle node never reuses a key of an earlier frame.
+_RECEIPT_NUMBERS = itertools.count(1)
+# Stopping (deactivate, shutdown): how long the running prompt call may take before it is answered
+# "node deactivating" instead.
+_PROMPT_STOP_TIMEOUT_S = 2.0
 # Click overlay colours (background, clicked object): green after a positive click, orange after a negative one.
 _CLICK_PALETTES = {1: np.array([(0, 0, 0), (0, 255, 0)], np.uint8), 0: np.array([(0, 0, 0), (255, 128, 0)], np.uint8)}
 
@@ -69,10 +79,11 @@ class OpenPixelNode(Node):
         self._specs = spec_by_name()
         for spec in self._specs.values():
             try:
-                self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                    description=spec.description, read_only=spec.read_only))
-            except ParameterException:  # an override of the wrong type, e.g. overlay_alpha:=abc
+                self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            except ParameterException:  # an override of the wrong type (overlay_alpha:=abc) or range
                 given = self._parameter_overrides[spec.name].value
+                if same_type(given, spec.default) and spec.validate(given):
+                    raise StartupError(spec.validate(given)) from None
                 if isinstance(spec.default, float) and isinstance(given, int) and not isinstance(given, bool):
                     raise StartupError(f"{spec.name} must be a double: write {given}.0, not {given}") from None
                 raise StartupError(f"{spec.name} must be {spec.type_name} (default {spec.default!r}), "
@@ -122,6 +133,8 @@ class OpenPixelNode(Node):
         self._engine_delay = p("debug.engine_delay_ms") / 1e3
         self._input_timeout = p("input_timeout")
         self._min_processed_ratio = p("diagnostics.min_processed_ratio")
+        self._stuck_timeout = p("diagnostics.stuck_timeout")
+        self._max_pixels = p("max_image_pixels")
         self._parameters_callback = self.add_on_set_parameters_callback(self._on_set_parameters)
         class_metadata.declare_classes_parameter(self, contract)
 
@@ -166,15 +179,18 @@ class OpenPixelNode(Node):
         self._drops = FrameDrops()
         self._sequence_gaps = SequenceGaps()
         self._stats_lock = threading.Lock()
+        self._received = 0  # every camera message, paused or not (the slot counts only those offered)
         self._processed = 0
         self._errors = 0
+        self._distinct_errors = DistinctLines(_LOG_THROTTLE_S)
         self._last_error = ""
         self._last_frame_time = None
         self._latency_ms = deque(maxlen=300)
         self._engine_ms = deque(maxlen=300)
         self._input_rate, self._processed_rate = RateMeter(), RateMeter()
         self._enabled = True
-        self._latest_msg = None  # newest camera message, kept undecoded for click prompts
+        self._latest = None  # (newest camera message, kept undecoded for click prompts; its receipt number)
+        self._stage = WorkerStage()
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
         self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
@@ -223,7 +239,7 @@ class OpenPixelNode(Node):
             try:  # the whole configuration must stay valid (e.g. release < activation score)
                 new_adaptation = self._adaptation_config(adaptation_changes)
             except ValueError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
+                return SetParametersResult(successful=False, reason=bounded(str(exc)))
         for param in params:
             spec = self._specs.get(param.name)
             if spec is None:
@@ -232,12 +248,12 @@ class OpenPixelNode(Node):
                 return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up")
             error = spec.validate(param.value)
             if error:
-                return SetParametersResult(successful=False, reason=error)
+                return SetParametersResult(successful=False, reason=bounded(error))
             if param.name == "foreground_classes":
                 try:
                     self.segmentor.contract.class_ids([c for c in param.value if c != ""])
                 except ContractError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
+                    return SetParametersResult(successful=False, reason=bounded(str(exc)))
         if new_adaptation is not None:  # all valid: apply
             self.segmentor.set_adaptation(new_adaptation)
         for param in params:
@@ -255,6 +271,8 @@ class OpenPixelNode(Node):
                 self._input_timeout = param.value
             elif param.name == "diagnostics.min_processed_ratio":
                 self._min_processed_ratio = param.value
+            elif param.name == "diagnostics.stuck_timeout":
+                self._stuck_timeout = param.value
             elif param.name == "click.session_timeout":
                 self._click_session.timeout = param.value
             elif param.name == "click.queue_size":
@@ -278,6 +296,7 @@ class OpenPixelNode(Node):
             "diagnostics_period": self._diagnostics_timer.timer_period_ns / 1e9,
             "input_timeout": self._input_timeout,
             "diagnostics.min_processed_ratio": self._min_processed_ratio,
+            "diagnostics.stuck_timeout": self._stuck_timeout,
             "debug.engine_delay_ms": self._engine_delay * 1e3,
         }
         for name in self._specs:
@@ -289,13 +308,16 @@ class OpenPixelNode(Node):
     def _on_image(self, msg, info) -> None:
         now = time.monotonic()
         self._last_frame_time = now
-        self._latest_msg = msg
-        missed = self._sequence_gaps.observe(msg.header.frame_id, info.get("publication_sequence_number"))
+        self._latest = (msg, next(_RECEIPT_NUMBERS))
+        missed = self._sequence_gaps.observe_message(info, msg.header.frame_id)
         if missed:
             self._drops.add("queue_overrun", missed)
         self._input_rate.tick()
-        if self._enabled:  # ~/enable false: frames are seen (rates, clicks) but not segmented
+        self._received += 1
+        if self._enabled:
             self._slot.put((msg, now))
+        else:  # ~/enable false: frames are counted and kept for clicks, not segmented
+            self._drops.add("paused")
 
     def _on_enable(self, request, response):
         self._enabled = bool(request.data)
@@ -312,7 +334,8 @@ class OpenPixelNode(Node):
 
     def _decode(self, msg) -> np.ndarray:
         if self._transport == "compressed":
-            return compressed_msg_to_rgb(msg)
+            return compressed_msg_to_rgb(msg, self._max_pixels)  # the header's size checked first
+        check_pixels(msg.width, msg.height, self._max_pixels, f"{compact(msg.encoding)} frame")
         return image_msg_to_rgb(msg)
 
     def _report_error(self, text: str) -> None:
@@ -320,7 +343,9 @@ class OpenPixelNode(Node):
         with self._stats_lock:
             self._errors += 1
             self._last_error = text
-        self.get_logger().warn(text, throttle_duration_sec=_LOG_THROTTLE_S)
+            log = self._distinct_errors.admit(text)
+        if log:  # each distinct error once per _LOG_THROTTLE_S (and at most 10 lines in that time)
+            self.get_logger().warn(text)
 
     # -- inference worker -------------------------------------------------------------
     def _outputs_wanted(self) -> dict:
@@ -352,22 +377,28 @@ class OpenPixelNode(Node):
                     break
                 self._drops.add("engine_error")
                 self._report_error(f"unexpected error on frame: {type(exc).__name__}: {exc}")
+            finally:
+                self._stage.idle()
 
     def _process(self, msg, received: float) -> None:
         wanted = self._outputs_wanted()
         if not any(wanted.values()):
             self._drops.add("no_subscribers")
             return
+        self._stage.enter("decode")
         rgb = self._decode(msg)
         header = msg.header
         if not any(wanted[k] for k in ("label", "mask", "color", "overlay")):
             # Only adaptation monitoring is subscribed: no inference.
+            self._stage.enter("adaptation")
             adapted, state, _ = self.segmentor.adapt(rgb)
+            self._stage.enter("publish")
             self._publish_adaptation(header, adapted, state, wanted)
             return
-        result = self.segmentor.segment(rgb)
+        result = self.segmentor.segment(rgb, on_stage=self._stage.enter)
         if self._engine_delay:
             time.sleep(self._engine_delay)
+        self._stage.enter("publish")
         self._publish_adaptation(header, result.adapted, result.adaptation, wanted)
         if wanted["label"]:
             self.pub_label.publish(array_to_image_msg(result.labels, header))
@@ -401,30 +432,48 @@ class OpenPixelNode(Node):
     # -- click prompts ----------------------------------------------------------------
     def _latest_frame(self):
         """(header, rgb, cache key) of the newest camera frame; the key lets repeated clicks on one
-        frame reuse the prompt engine's cached features."""
-        msg = self._latest_msg
-        if msg is None:
+        frame reuse the prompt engine's cached features. The key is the frame's receive number, not
+        its stamp: cameras that leave stamps at zero (or repeat them) would get an older frame's mask."""
+        latest = self._latest
+        if latest is None:
             raise ValueError(f"no camera frame has arrived on {self._sub.topic_name} yet")
-        stamp = msg.header.stamp
-        return msg.header, self._decode(msg), (stamp.sec, stamp.nanosec, msg.header.frame_id)
+        msg, number = latest
+        return msg.header, self._decode(msg), ("received", number)
 
     def _frame_for_prompt(self, image: Image):
         """(header, rgb, cache key) of the request's image, or of the latest camera frame."""
         if image.width and image.height:
+            check_pixels(image.width, image.height, self._max_pixels, "request image")
             return image.header, image_msg_to_rgb(image), None
         return self._latest_frame()
 
     def _on_segment_at_points(self, request, response):
         """Executor thread: queue the request (answered by the prompt worker) or refuse it now."""
-        deferred = DeferredResponse(lambda: self._segment_at_points(request, response),
-                                    failure=lambda exc: self._internal_error_response(response, exc))
-        if not self._prompts.submit(deferred.run):
+        if len(request.points) > MAX_POINTS:  # refused before it can hold up the queue
             response.success = False
-            response.message = f"busy: {self._prompts.queued} requests queued"
+            response.message = f"{len(request.points)} points; a prompt holds at most {MAX_POINTS}"
+            return response
+        deferred = DeferredResponse(lambda: self._segment_at_points(request, response),
+                                    failure=lambda exc: self._internal_error_response(response, exc),
+                                    refusal=_refusal)
+        if not self._prompts.submit(deferred.run, cancel=deferred.cancel):
+            response.success = False
+            response.message = "node deactivating" if self._prompts.closed else \
+                f"busy: {self._prompts.queued} requests queued"
             self.get_logger().warn(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
         return deferred
+
+    def _stop_prompts(self, reason: str) -> None:
+        """Before the service goes away: every accepted call and every request still in the
+        service's queue is answered (success=false, ``reason``); the running call gets
+        _PROMPT_STOP_TIMEOUT_S to finish, else it is answered with ``reason`` too."""
+        self._prompts.close(timeout=_PROMPT_STOP_TIMEOUT_S, reason=reason)
+        try:
+            refuse_pending_requests(self._srv, lambda: _refusal(reason))
+        except Exception as exc:  # the context may already be shut down (a signal): nothing to answer on
+            self.get_logger().debug(f"pending prompt requests not answered: {type(exc).__name__}")
 
     def _internal_error_response(self, response, exc: Exception):
         response.success = False
@@ -507,11 +556,13 @@ class OpenPixelNode(Node):
             drops = self._drops.snapshot()
             drops["newest_frame"] = self._slot.dropped
             values = {
-                "frames_received": self._slot.received, "frames_processed": self._processed,
+                "frames_received": self._received, "frames_processed": self._processed,
                 "frames_dropped": sum(drops.values()),
                 **{f"frames_dropped_{cause}": drops[cause] for cause in DROP_CAUSES},
                 "prompt_requests_queued": self._prompts.queued, "prompt_requests_accepted": self._prompts.accepted,
                 "prompt_requests_refused_busy": self._prompts.refused, "clicks_dropped_busy": self._clicks_dropped_busy,
+                "queue_overrun_counting": "per frame_id, approximate with several publishers"
+                if self._sequence_gaps.approximate else "per publisher",
                 "errors": self._errors, "last_error": self._last_error,
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
                 "engine_median_ms": f"{engine:.1f}",
@@ -522,7 +573,11 @@ class OpenPixelNode(Node):
             values["adaptation_active"] = str(self._last_adaptation.active)
         status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=self.get_fully_qualified_name())
         since = None if self._last_frame_time is None else time.monotonic() - self._last_frame_time
-        if since is None:
+        stuck = self._stage.stuck(self._stuck_timeout)
+        if stuck is not None:
+            status.level, status.message = DiagnosticStatus.ERROR, \
+                f"inference worker stuck in {stuck[0]} for {stuck[1]:.1f} s (diagnostics.stuck_timeout)"
+        elif since is None:
             status.level, status.message = DiagnosticStatus.WARN, f"no frames yet on {self._sub.topic_name}"
         elif since > self._input_timeout:
             status.level, status.message = DiagnosticStatus.WARN, \
@@ -557,9 +612,8 @@ class OpenPixelNode(Node):
 
     def destroy_node(self):
         # Also reached for a node whose __init__ failed half-way (rclpy's context cleanup).
-        prompts = getattr(self, "_prompts", None)
-        if prompts is not None:
-            prompts.close()  # answers the queued service calls first
+        if getattr(self, "_prompts", None) is not None and not self._prompts.closed:
+            self._stop_prompts("node shutting down")  # answers the queued service calls first
         slot, worker = getattr(self, "_slot", None), getattr(self, "_worker", None)
         if slot is not None:
             slot.close()
@@ -568,6 +622,10 @@ class OpenPixelNode(Node):
         if getattr(self, "segmentor", None) is not None:
             self.segmentor.close()
         return super().destroy_node()
+
+
+def _refusal(reason: str) -> SegmentAtPoints.Response:
+    return SegmentAtPoints.Response(success=False, message=reason)
 
 
 def _bbox(mask: np.ndarray) -> RegionOfInterest:

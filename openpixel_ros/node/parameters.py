@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from ..image_header import DEFAULT_MAX_PIXELS
 from ..log_text import compact
 
 
@@ -22,6 +23,19 @@ class ParamSpec:
     max: Optional[float] = None
     check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error message or None
 
+    def descriptor(self):
+        """The ROS ParameterDescriptor: description, read_only and the range (what
+        ``ros2 param describe`` shows; rclpy refuses values outside it before the node sees them)."""
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+        descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.min is not None and self.max is not None and not isinstance(self.default, bool):
+            if isinstance(self.default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(self.min), to_value=int(self.max), step=0)]
+            elif isinstance(self.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(self.min),
+                                                                      to_value=float(self.max), step=0.0)]
+        return descriptor
+
     @property
     def type_name(self) -> str:
         """The ROS parameter type, as users write it in YAML and on the command line."""
@@ -32,7 +46,7 @@ class ParamSpec:
 
         Floats must be finite: NaN passes every ``<``/``>`` comparison, so it is refused first.
         """
-        if not _same_kind(value, self.default):
+        if not same_type(value, self.default):
             return f"{self.name} must be {self.type_name}, got {type(value).__name__} {compact(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"{self.name} must be a finite number, got {value}"
@@ -50,7 +64,7 @@ class ParamSpec:
 _TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a string array"}
 
 
-def _same_kind(value, default) -> bool:
+def same_type(value, default) -> bool:
     """``value`` has the parameter's declared type (bool is not an integer here)."""
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
@@ -82,6 +96,10 @@ NODE_PARAMETERS = (
     ParamSpec("tensorrt.workspace_mb", 1024, "TensorRT builder workspace in MB.", read_only=True,
               min=16, max=65536),
     # -- input --
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest frame (width x height) decoded, e.g. 33177600 = 8K "
+              "(7680x4320). A compressed frame's size is read from its PNG/JPEG header before decoding, so a "
+              "small file that declares a huge image (a decompression bomb) is refused (counted as a decode "
+              "error) instead of taking gigabytes.", read_only=True, min=4096, max=67_108_864),
     ParamSpec("input_transport", "raw", "raw: subscribe to sensor_msgs/Image on 'image'. compressed: "
               "sensor_msgs/CompressedImage (jpeg/png) on '<image>/compressed', image_transport's naming.",
               read_only=True, choices=("raw", "compressed")),
@@ -120,7 +138,8 @@ NODE_PARAMETERS = (
               read_only=True, choices=("guided", "none")),
     ParamSpec("click.queue_size", 8, "Prompt requests (service calls and clicks) that may wait for the prompt "
               "worker. A service call beyond this is answered at once with success=false and 'busy: N "
-              "requests queued'; a click beyond it is dropped (counted in diagnostics).", min=1, max=1000),
+              "requests queued'; a click beyond it is dropped (counted in diagnostics). At most 64: each waiting call "
+              "may hold a 4K request image (25 MB) and waits for every call before it.", min=1, max=64),
     ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
               "one object) until this many seconds pass without a click.", min=0.5, max=3600.0),
     ParamSpec("click.message_type", "point_stamped", "Message type of ~/click and ~/click_negative: "
@@ -131,6 +150,9 @@ NODE_PARAMETERS = (
     ParamSpec("diagnostics.min_processed_ratio", 0.5, "Diagnostics WARN when the processed rate falls below "
               "this fraction of the input rate (capped by max_rate_hz) while an output is subscribed; 0 = never.",
               min=0.0, max=1.0),
+    ParamSpec("diagnostics.stuck_timeout", 10.0, "Diagnostics ERROR, naming the stage (decode, adaptation, "
+              "inference, publish), when the inference worker has spent this many seconds on one frame.",
+              min=0.5, max=3600.0),
     ParamSpec("input_timeout", 2.0, "Seconds without frames before diagnostics report the camera stale.",
               min=0.1, max=3600.0),
     ParamSpec("debug.engine_delay_ms", 0.0, "Benchmarking only: sleep this long after every inference "
@@ -212,12 +234,13 @@ def adaptation_parameters() -> tuple:
     """
     from dataclasses import MISSING, fields
 
-    from ..adaptation import AdaptationConfig
+    from ..adaptation import RANGES, AdaptationConfig
     docs = _field_docs(AdaptationConfig)
     specs = []
     for f in fields(AdaptationConfig):
         default = f.default if f.default is not MISSING else f.default_factory()
-        specs.append(ParamSpec(f"adaptation.{f.name}", default, docs.get(f.name, "")))
+        low, high = RANGES.get(f.name, (None, None))
+        specs.append(ParamSpec(f"adaptation.{f.name}", default, docs.get(f.name, ""), min=low, max=high))
     return tuple(specs)
 
 
