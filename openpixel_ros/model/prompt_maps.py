@@ -1,6 +1,6 @@
 """Render click, scribble, box and previous-mask prompts into the OpenPixel decoder's ``prompts`` input.
 
-numpy + OpenCV only (no torch), so the promptable engine in the node and the
+numpy, SciPy and OpenCV only (no torch), so the promptable engine in the node and the
 training code render prompts identically.
 
 The maps live on the decoder's grid: the encoder's 1/4-resolution grid,
@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 PROMPT_CHANNELS = 4
 POSITIVE, NEGATIVE, PREVIOUS_MASK, BOX = range(PROMPT_CHANNELS)
@@ -60,9 +61,11 @@ def _prompt_gaussian(grid_hw, points: np.ndarray, scribbles: Sequence, scale_x: 
             elif len(pts) == 1:
                 cv2.circle(seeds, tuple(int(v) for v in pts[0, 0]), 0, 1, -1)
         if seeds.any():
-            # distanceTransform measures the distance to the nearest zero pixel, so invert the seeds.
-            d = cv2.distanceTransform((seeds == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-            np.minimum(nearest_sq, d.astype(np.float64) ** 2, out=nearest_sq)
+            # The exact distance to the nearest seed (the EDT measures to the nearest zero, so invert
+            # the seeds). Not cv2.distanceTransform: its precise mode differed in the last bit from
+            # call to call, so training and evaluation were not reproducible.
+            d = ndimage.distance_transform_edt(seeds == 0)
+            np.minimum(nearest_sq, d * d, out=nearest_sq)
     return np.exp(-nearest_sq / (2.0 * sigma_cells * sigma_cells)).astype(np.float32)
 
 

@@ -9,7 +9,7 @@ positive. :func:`next_click` with ``rng=None`` is the deterministic protocol
 least ``interior_fraction`` of that maximum deep, as training does so the
 model sees varied clicks.
 
-numpy + OpenCV only. Masks are HxW bool arrays; clicks are pixel indices
+numpy, SciPy and OpenCV only. Masks are HxW bool arrays; clicks are pixel indices
 (row, column) plus a sign; :meth:`Click.xy` gives the continuous coordinates
 of the pixel centre that the prompt renderers take.
 """
@@ -20,6 +20,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ class Click:
 
 def interior_distance(mask: np.ndarray) -> np.ndarray:
     """Distance of each ``mask`` pixel to the nearest non-mask pixel or the image border (0 outside)."""
-    padded = np.pad(mask.astype(np.uint8), 1)
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    padded = np.pad(np.asarray(mask, bool), 1)
+    # Exact and reproducible (cv2.distanceTransform's precise mode varied in the last bit from call
+    # to call, which moved clicks between near-ties): float32, as the protocol has always ranked.
+    distance = ndimage.distance_transform_edt(padded).astype(np.float32)
     return distance[1:-1, 1:-1]
 
 
@@ -139,6 +142,10 @@ def scribble_in(region: np.ndarray, positive: bool, rng: Optional[np.random.Gene
         cov = np.cov(np.stack([xs, ys]).astype(np.float64))
         values, vectors = np.linalg.eigh(cov)
         axis = vectors[:, int(np.argmax(values))]
+        # An eigenvector's sign is arbitrary, and LAPACK's choice varied from run to run here (with
+        # memory alignment): fix it, or a stroke's two halves swap and a resumed run is not exact.
+        if axis[0] < 0 or (axis[0] == 0 and axis[1] < 0):
+            axis = -axis
         angle = float(np.arctan2(axis[1], axis[0]))
     if rng is not None:
         angle += float(rng.normal(0.0, 0.35))

@@ -327,7 +327,9 @@ class Trainer:
             return {"total": 0.0}
         gts = [objects[i] for i in keep]
         ignore = [labels[i] == cfg.data.ignore_index for i in keep]
-        image_t = torch.from_numpy(images[keep]).to(self.device)
+        # Contiguous NCHW: a channels-last view made oneDNN's results vary at the last bit from run
+        # to run, which flipped simulated clicks and broke exact resume.
+        image_t = torch.from_numpy(np.ascontiguousarray(images[keep])).to(self.device)
         input_hw = images.shape[2:]
         clicks, strokes = self._start_prompts(gts, ignore, rng)
         previous = [None] * len(keep)
