@@ -8,6 +8,7 @@ import rclpy.executors
 from rclpy.node import Node
 
 from .startup import create_node_or_report
+from .supervision import exit_with_parent, exit_with_parent_requested
 
 
 def run_node(make_node: Callable[[], Node], logger_name: str, args: Sequence[str] = None) -> int:
@@ -17,7 +18,11 @@ def run_node(make_node: Callable[[], Node], logger_name: str, args: Sequence[str
     logged as one FATAL line and returns 1 (:func:`~.startup.create_node_or_report`).
     ``SystemExit`` raised by a callback (e.g. a camera's ``max_frames``) ends spinning like
     Ctrl-C does.
+    A node started with OPENPIXEL_EXIT_WITH_PARENT=1 (the launch files set it) also stops when
+    the process that started it exits (:mod:`.supervision`).
     """
+    if exit_with_parent_requested():
+        exit_with_parent()
     node = create_node_or_report(make_node, logger_name, args)
     if node is None:
         return 1
