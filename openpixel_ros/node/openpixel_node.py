@@ -45,7 +45,7 @@ from . import class_metadata
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import spec_by_name
 from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
-from .rates import RateMeter, percentiles, processed_ratio_warning
+from .rates import RateMeter, engine_ms_text, percentiles, processed_ratio_warning
 from .runner import run_node
 from .startup import StartupError
 
@@ -514,7 +514,7 @@ class OpenPixelNode(Node):
                 "prompt_requests_refused_busy": self._prompts.refused, "clicks_dropped_busy": self._clicks_dropped_busy,
                 "errors": self._errors, "last_error": self._last_error,
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
-                "engine_median_ms": f"{engine:.1f}",
+                "engine_median_ms": engine_ms_text(engine),
             }
         values.update(self._operator_values())
         if self._last_adaptation is not None:
@@ -550,7 +550,7 @@ class OpenPixelNode(Node):
             input_hz, processed_hz, self._min_processed_ratio, 1.0 / self._min_period if self._min_period else 0.0,
             any(self._outputs_wanted().values()))
         return {"input_rate_hz": f"{input_hz:.2f}", "processed_rate_hz": f"{processed_hz:.2f}",
-                "engine_p50_ms": f"{engine_p50:.1f}", "engine_p95_ms": f"{engine_p95:.1f}",
+                "engine_p50_ms": engine_ms_text(engine_p50), "engine_p95_ms": engine_ms_text(engine_p95),
                 "enabled": str(self._enabled), "model": str(self.segmentor.model_path),
                 "backend": engine.backend, "device": engine.device,
                 "classes": ", ".join(self.segmentor.contract.classes)}
