@@ -1,8 +1,10 @@
 """camera_publisher: a looping camera for demos, tests and benchmarks.
 
 Publishes ``image`` (sensor_msgs/Image in any supported encoding) or
-``image/compressed`` (jpeg/png) from a video, an image folder or sample photos,
+``<image>/compressed`` (jpeg/png) from a video, an image folder or sample photos,
 stamping each frame with the current time so subscribers can measure latency.
+As image_transport does, the compressed topic follows a remap of ``image``:
+``-r image:=/cam/front`` publishes ``/cam/front/compressed``.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ class CameraPublisher(Node):
                          reliability=ReliabilityPolicy.BEST_EFFORT if g("reliability") == "best_effort"
                          else ReliabilityPolicy.RELIABLE)
         if self._transport == "compressed":
-            self._pub = self.create_publisher(CompressedImage, "image/compressed", qos)
+            # The base topic's remap applies (image_transport's naming): <image>/compressed.
+            self._pub = self.create_publisher(CompressedImage, self.resolve_topic_name("image") + "/compressed", qos)
         else:
             self._pub = self.create_publisher(Image, "image", qos)
         self.published = 0
