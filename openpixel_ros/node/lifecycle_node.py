@@ -10,14 +10,20 @@ Same parameters, topics and services as openpixel_node, driven through lifecycle
   the services (~/segment_at_points, ~/enable).
 - deactivate: release the camera subscription and stop the worker (the engine stays loaded).
 - cleanup: free the engine and the publishers. shutdown: as deactivate + cleanup.
+
+/diagnostics carries a status in every state: while active the node's own (rates, drops, ...);
+otherwise one that names the state ("unconfigured", "inactive: not processing", "finalized"),
+under the same status name, every diagnostics_period seconds. At start it logs one line saying
+it waits for configure.
 """
 from __future__ import annotations
 
 import sys
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .openpixel_node import OpenPixelNode, StartupError
+from .openpixel_node import OpenPixelNode, StartupError, diagnostics_status_name
 from .runner import run_node
 
 _OUTPUT_PUBLISHERS = ("pub_label", "pub_mask", "pub_color", "pub_overlay", "pub_diagnostics", "pub_adaptation",
@@ -31,6 +37,14 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self._declare_parameters()
         self.segmentor = None
         self._processing = False
+        # Outside the active state the node's own diagnostics timer does not exist: this one says
+        # which state the node is in (a monitor sees "inactive", not silence).
+        self._state_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._state_timer = self.create_timer(self.get_parameter("diagnostics_period").value,
+                                              self._publish_state_diagnostics)
+        name = self.get_fully_qualified_name()
+        self.get_logger().info(f"lifecycle node {name} is unconfigured: `ros2 lifecycle set {name} configure`, "
+                               f"then `activate`, to start segmenting")
 
     # -- transitions --------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -65,6 +79,23 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self._destroy_outputs()
         self._release_engine()
         return TransitionCallbackReturn.SUCCESS
+
+    # -- diagnostics outside the active state ---------------------------------------------
+    def _publish_state_diagnostics(self) -> None:
+        if self._processing:
+            return  # active: the node's own diagnostics report
+        state = self._state_machine.current_state[1]
+        if state == "active":  # between on_activate's start and its end
+            return
+        message = {"inactive": "inactive: not processing"}.get(state, state)
+        status = DiagnosticStatus(name=diagnostics_status_name(self), hardware_id=self.get_fully_qualified_name(),
+                                  level=DiagnosticStatus.OK, message=message,
+                                  values=[KeyValue(key="lifecycle_state", value=state)])
+        if self.segmentor is not None:
+            status.values.append(KeyValue(key="model", value=str(self.segmentor.model_path)))
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        self._state_diagnostics.publish(array_msg)
 
     # -- the phases' undo -----------------------------------------------------------------
     def _stop_processing(self) -> None:

@@ -520,7 +520,7 @@ class OpenPixelNode(Node):
         if self._last_adaptation is not None:
             values["adaptation_score"] = f"{self._last_adaptation.score_smoothed:.3f}"
             values["adaptation_active"] = str(self._last_adaptation.active)
-        status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=self.get_fully_qualified_name())
+        status = DiagnosticStatus(name=diagnostics_status_name(self), hardware_id=self.get_fully_qualified_name())
         since = None if self._last_frame_time is None else time.monotonic() - self._last_frame_time
         if since is None:
             status.level, status.message = DiagnosticStatus.WARN, f"no frames yet on {self._sub.topic_name}"
@@ -568,6 +568,12 @@ class OpenPixelNode(Node):
         if getattr(self, "segmentor", None) is not None:
             self.segmentor.close()
         return super().destroy_node()
+
+
+def diagnostics_status_name(node: Node) -> str:
+    """``/front/openpixel: segmentation``: the fully qualified name tells two cameras' nodes apart
+    (tools key on the status name), as diagnostic_updater puts the node's name in it."""
+    return f"{node.get_fully_qualified_name()}: segmentation"
 
 
 def _bbox(mask: np.ndarray) -> RegionOfInterest:
