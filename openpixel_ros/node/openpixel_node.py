@@ -42,11 +42,13 @@ from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from . import class_metadata
+from .click_topics import ClickTypeWatch
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import spec_by_name
 from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
 from .rates import RateMeter, engine_ms_text, percentiles, processed_ratio_warning
 from .runner import run_node
+from .stage_log import StageLog
 from .startup import StartupError
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
@@ -175,6 +177,7 @@ class OpenPixelNode(Node):
         self._input_rate, self._processed_rate = RateMeter(), RateMeter()
         self._enabled = True
         self._latest_msg = None  # newest camera message, kept undecoded for click prompts
+        self._stage_log = StageLog(self.get_logger())
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
         self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
@@ -195,6 +198,7 @@ class OpenPixelNode(Node):
         self._click_subs = [
             self.create_subscription(click_type, "~/click", lambda m: self._queue_click(m, 1), 10),
             self.create_subscription(click_type, "~/click_negative", lambda m: self._queue_click(m, 0), 10)]
+        self._click_type_watch = ClickTypeWatch(self, self._click_subs, p("click.message_type"))
 
         eng = self.segmentor.semantic.engine
         self.get_logger().info(
@@ -294,6 +298,8 @@ class OpenPixelNode(Node):
         if missed:
             self._drops.add("queue_overrun", missed)
         self._input_rate.tick()
+        self._stage_log.debug("input", lambda: f"frame {_stamp_text(msg.header)} on {self._sub.topic_name}, "
+                                               f"{'queued' if self._enabled else 'not queued (~/enable false)'}")
         if self._enabled:  # ~/enable false: frames are seen (rates, clicks) but not segmented
             self._slot.put((msg, now))
 
@@ -305,7 +311,7 @@ class OpenPixelNode(Node):
         return response
 
     def _on_incompatible_qos(self, event) -> None:
-        self.get_logger().warn(
+        self.get_logger().warning(
             f"a publisher on {self._sub.topic_name} offers incompatible QoS (policy "
             f"{event.last_policy_kind}); set qos.reliability to best_effort or best_available",
             throttle_duration_sec=_LOG_THROTTLE_S)
@@ -320,7 +326,7 @@ class OpenPixelNode(Node):
         with self._stats_lock:
             self._errors += 1
             self._last_error = text
-        self.get_logger().warn(text, throttle_duration_sec=_LOG_THROTTLE_S)
+        self.get_logger().warning(text, throttle_duration_sec=_LOG_THROTTLE_S)
 
     # -- inference worker -------------------------------------------------------------
     def _outputs_wanted(self) -> dict:
@@ -358,8 +364,11 @@ class OpenPixelNode(Node):
         if not any(wanted.values()):
             self._drops.add("no_subscribers")
             return
+        t0 = time.perf_counter()
         rgb = self._decode(msg)
         header = msg.header
+        self._stage_log.debug("decode", lambda: f"frame {_stamp_text(header)}: {rgb.shape[1]}x{rgb.shape[0]} in "
+                                                f"{(time.perf_counter() - t0) * 1e3:.2f} ms")
         if not any(wanted[k] for k in ("label", "mask", "color", "overlay")):
             # Only adaptation monitoring is subscribed: no inference.
             adapted, state, _ = self.segmentor.adapt(rgb)
@@ -368,6 +377,9 @@ class OpenPixelNode(Node):
         result = self.segmentor.segment(rgb)
         if self._engine_delay:
             time.sleep(self._engine_delay)
+        self._stage_log.debug("inference", lambda: f"frame {_stamp_text(header)}: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in result.timings.items()))
+        t_publish = time.perf_counter()
         self._publish_adaptation(header, result.adapted, result.adaptation, wanted)
         if wanted["label"]:
             self.pub_label.publish(array_to_image_msg(result.labels, header))
@@ -380,6 +392,9 @@ class OpenPixelNode(Node):
             if wanted["overlay"]:
                 self.pub_overlay.publish(array_to_image_msg(overlay(rgb, color, self._alpha, result.labels),
                                                             header, "rgb8"))
+        self._stage_log.debug("publish", lambda: f"frame {_stamp_text(header)}: "
+                                                 f"{', '.join(k for k, v in wanted.items() if v)} in "
+                                                 f"{(time.perf_counter() - t_publish) * 1e3:.2f} ms")
         with self._stats_lock:
             self._processed += 1
             self._processed_rate.tick()
@@ -421,7 +436,7 @@ class OpenPixelNode(Node):
         if not self._prompts.submit(deferred.run):
             response.success = False
             response.message = f"busy: {self._prompts.queued} requests queued"
-            self.get_logger().warn(f"segment_at_points refused: {response.message}",
+            self.get_logger().warning(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
         return deferred
@@ -436,7 +451,7 @@ class OpenPixelNode(Node):
         if not self._prompts.submit(lambda: self._on_click(msg, label)):
             with self._stats_lock:
                 self._clicks_dropped_busy += 1
-            self.get_logger().warn(f"click dropped: {self._prompts.queued} prompt requests queued",
+            self.get_logger().warning(f"click dropped: {self._prompts.queued} prompt requests queued",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
 
     def _segment_at_points(self, request, response):
@@ -461,7 +476,7 @@ class OpenPixelNode(Node):
             result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             response.success, response.message = False, bounded(str(exc))
-            self.get_logger().warn(f"segment_at_points refused: {response.message}",
+            self.get_logger().warning(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
         response.success = True
@@ -492,6 +507,9 @@ class OpenPixelNode(Node):
             self._report_error(f"click at ({compact(msg.x)}, {compact(msg.y)}): {exc}")
             return
         self._click_session.remember(key, result.mask != 0)
+        self._stage_log.debug("click", lambda: f"({msg.x:.0f}, {msg.y:.0f}) label {label} on frame "
+                                               f"{_stamp_text(header)}: {len(clicks)} clicks in the session, "
+                                               f"area {int(np.count_nonzero(result.mask))} px")
         self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
             selected = result.mask // 255
@@ -501,6 +519,7 @@ class OpenPixelNode(Node):
 
     # -- diagnostics ------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        self._click_type_watch.check()  # a wrong-type click publisher is said once
         with self._stats_lock:
             latency = np.percentile(self._latency_ms, [50, 95]) if self._latency_ms else (0.0, 0.0)
             engine = float(np.median(self._engine_ms)) if self._engine_ms else 0.0
@@ -574,6 +593,10 @@ def diagnostics_status_name(node: Node) -> str:
     """``/front/openpixel: segmentation``: the fully qualified name tells two cameras' nodes apart
     (tools key on the status name), as diagnostic_updater puts the node's name in it."""
     return f"{node.get_fully_qualified_name()}: segmentation"
+
+
+def _stamp_text(header) -> str:
+    return f"{header.stamp.sec}.{header.stamp.nanosec:09d}"
 
 
 def _bbox(mask: np.ndarray) -> RegionOfInterest:
