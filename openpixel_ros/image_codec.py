@@ -150,6 +150,28 @@ def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> 
     return out.tobytes()
 
 
+def encode_output_image(image: np.ndarray, fmt: str, quality: int = 80, png_level: int = 1) -> bytes:
+    """An output image (HxW mono8/mono16 or HxWx3 RGB) -> jpeg or png bytes.
+
+    PNG keeps mono16 at 16 bits (class ids above 255 survive); JPEG takes mono8 or RGB.
+    ``png_level`` 1 (OpenCV's fastest zlib level): label and mask images are mostly flat areas
+    that compress well at any level, and the output runs per frame.
+    """
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if fmt == "jpeg":
+        if image.dtype != np.uint8:
+            raise ValueError("jpeg needs 8-bit images")
+        ok, out = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    elif fmt == "png":
+        ok, out = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)])
+    else:
+        raise ValueError(f"unsupported format {fmt!r}")
+    if not ok:
+        raise ValueError(f"{fmt} encoding failed")
+    return out.tobytes()
+
+
 def encode_raw(rgb: np.ndarray, encoding: str) -> np.ndarray:
     """RGB uint8 -> a contiguous array laid out as ``encoding`` (camera publisher and tests)."""
     if encoding in ("rgb8", "8UC3"):

@@ -111,9 +111,13 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self._prompts.close()  # answers the queued service calls, then stops its thread
         self._slot.close()
         self._worker.join(timeout=10.0)
+        self._camera_info.close()
         self._latest_msg = None
 
     def _destroy_outputs(self) -> None:
+        if getattr(self, "_compressed", None) is not None:
+            self._compressed.destroy(self)
+            self._compressed = None
         for name in _OUTPUT_PUBLISHERS:
             publisher = getattr(self, name, None)
             if publisher is not None:

@@ -42,7 +42,9 @@ from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from . import class_metadata
+from .camera_info import CameraInfoRelay
 from .click_topics import ClickTypeWatch
+from .compressed_outputs import CompressedOutputs
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import spec_by_name
 from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
@@ -143,6 +145,7 @@ class OpenPixelNode(Node):
         self.pub_adapted = self.create_publisher(Image, "~/adapted_image", out_qos)
         self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
         self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
+        self._compressed = CompressedOutputs(self, out_qos, p("compressed.jpeg_quality"))
         self._last_adaptation = None
         self.pub_label_info = class_metadata.publish_label_info(self, contract)
 
@@ -178,6 +181,7 @@ class OpenPixelNode(Node):
         self._enabled = True
         self._latest_msg = None  # newest camera message, kept undecoded for click prompts
         self._stage_log = StageLog(self.get_logger())
+        self._camera_info = CameraInfoRelay(self, self.resolve_topic_name("image"), self.pub_label.qos_profile)
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
         self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
@@ -263,6 +267,8 @@ class OpenPixelNode(Node):
                 self._click_session.timeout = param.value
             elif param.name == "click.queue_size":
                 self._prompts.capacity = param.value
+            elif param.name == "compressed.jpeg_quality":
+                self._compressed.jpeg_quality = param.value
             elif param.name == "diagnostics_period":
                 self._diagnostics_timer.timer_period_ns = int(param.value * 1e9)
         return SetParametersResult(successful=True)
@@ -283,6 +289,7 @@ class OpenPixelNode(Node):
             "input_timeout": self._input_timeout,
             "diagnostics.min_processed_ratio": self._min_processed_ratio,
             "debug.engine_delay_ms": self._engine_delay * 1e3,
+            "compressed.jpeg_quality": self._compressed.jpeg_quality,
         }
         for name in self._specs:
             if name.startswith("adaptation.") and config is not None:
@@ -330,7 +337,9 @@ class OpenPixelNode(Node):
 
     # -- inference worker -------------------------------------------------------------
     def _outputs_wanted(self) -> dict:
-        return {name: pub.get_subscription_count() > 0 for name, pub in (
+        """output -> subscribed, raw or (label, mask, color, overlay) compressed."""
+        compressed = self._compressed.wanted()
+        return {name: pub.get_subscription_count() > 0 or compressed.get(name, False) for name, pub in (
             ("label", self.pub_label), ("mask", self.pub_mask), ("color", self.pub_color),
             ("overlay", self.pub_overlay), ("adaptation", self.pub_adaptation), ("adapted", self.pub_adapted))}
 
@@ -381,17 +390,18 @@ class OpenPixelNode(Node):
             f"{k} {v:.2f}" for k, v in result.timings.items()))
         t_publish = time.perf_counter()
         self._publish_adaptation(header, result.adapted, result.adaptation, wanted)
+        publish = self._compressed.publish_with_raw  # raw and <output>/compressed, each while subscribed
         if wanted["label"]:
-            self.pub_label.publish(array_to_image_msg(result.labels, header))
+            publish("label", self.pub_label, result.labels, header)
         if wanted["mask"]:
-            self.pub_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
+            publish("mask", self.pub_mask, result.mask, header, "mono8")
         if wanted["color"] or wanted["overlay"]:
             color = colorize(result.labels, self._palette)
             if wanted["color"]:
-                self.pub_color.publish(array_to_image_msg(color, header, "rgb8"))
+                publish("color", self.pub_color, color, header, "rgb8")
             if wanted["overlay"]:
-                self.pub_overlay.publish(array_to_image_msg(overlay(rgb, color, self._alpha, result.labels),
-                                                            header, "rgb8"))
+                publish("overlay", self.pub_overlay, overlay(rgb, color, self._alpha, result.labels), header, "rgb8")
+        self._camera_info.publish_for(header)  # the outputs' camera model, same header
         self._stage_log.debug("publish", lambda: f"frame {_stamp_text(header)}: "
                                                  f"{', '.join(k for k, v in wanted.items() if v)} in "
                                                  f"{(time.perf_counter() - t_publish) * 1e3:.2f} ms")
@@ -536,6 +546,7 @@ class OpenPixelNode(Node):
                 "engine_median_ms": engine_ms_text(engine),
             }
         values.update(self._operator_values())
+        values.update(self._camera_info.diagnostics())
         if self._last_adaptation is not None:
             values["adaptation_score"] = f"{self._last_adaptation.score_smoothed:.3f}"
             values["adaptation_active"] = str(self._last_adaptation.active)
