@@ -23,6 +23,7 @@ from ..image_codec import SUPPORTED_ENCODINGS, encode_compressed, encode_raw
 from .camera_info import camera_info_topic
 from .image_messages import array_to_image_msg, byte_array
 from .runner import run_node
+from .usage import camera_publisher_usage
 
 
 class CameraPublisher(Node):
@@ -94,7 +95,7 @@ def nominal_camera_info(header, width: int, height: int, hfov_deg: float = 60.0)
 
 
 def main(args=None) -> int:
-    return run_node(CameraPublisher, "camera", args)
+    return run_node(CameraPublisher, "camera", args, usage=camera_publisher_usage)
 
 
 if __name__ == "__main__":

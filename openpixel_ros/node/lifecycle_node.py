@@ -25,6 +25,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from .openpixel_node import OpenPixelNode, StartupError, diagnostics_status_name
 from .runner import run_node
+from .usage import segmentation_node_usage
 
 _OUTPUT_PUBLISHERS = ("pub_label", "pub_mask", "pub_color", "pub_overlay", "pub_diagnostics", "pub_adaptation",
                       "pub_adapted", "pub_click_mask", "pub_click_overlay", "pub_label_info")
@@ -135,7 +136,8 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
 
 
 def main(args=None) -> int:
-    return run_node(OpenPixelLifecycleNode, "openpixel", args)
+    return run_node(OpenPixelLifecycleNode, "openpixel", args,
+                    usage=lambda program: segmentation_node_usage(program, lifecycle=True))
 
 
 if __name__ == "__main__":

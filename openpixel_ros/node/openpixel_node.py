@@ -51,6 +51,7 @@ from .prompt_worker import DeferredResponse, PromptWorker, defer_responses
 from .rates import RateMeter, engine_ms_text, percentiles, processed_ratio_warning
 from .runner import run_node
 from .stage_log import StageLog
+from .usage import segmentation_node_usage
 from .startup import StartupError
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
@@ -624,7 +625,7 @@ def main(args=None) -> int:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     # Inference and prompt requests have their own worker threads; the executor's thread only
     # hands messages over.
-    return run_node(OpenPixelNode, "openpixel", args)
+    return run_node(OpenPixelNode, "openpixel", args, usage=segmentation_node_usage)
 
 
 if __name__ == "__main__":
