@@ -86,7 +86,8 @@ class Session:
 
     def _on_diag(self, msg):
         for s in msg.status:
-            if s.name == f"{self.name}: segmentation":
+            # "/<name>: segmentation" (the fully qualified name); a baseline commit's node says "<name>: ..."
+            if s.name in (f"/{self.name}: segmentation", f"{self.name}: segmentation"):
                 self.diag = {kv.key: kv.value for kv in s.values}
 
     def run(self, seconds: float = 0.0, until=None, rate_hz: float = 30.0) -> None:

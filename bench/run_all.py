@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_default_model", "bench_model", "bench_adaptation", "bench_prompt_engines",
+BENCHMARKS = ("bench_default_model", "bench_model", "bench_adaptation", "bench_outputs", "bench_prompt_engines",
               "bench_service", "bench_node", "bench_tensorrt")
 
 

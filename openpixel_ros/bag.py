@@ -7,7 +7,8 @@ Reads the bag (mcap or sqlite3, through ``rosbags``), runs the node's per-frame 
 (:class:`Segmentor`: lighting adaptation, engine, label/mask) on every message of the image topic
 (``sensor_msgs/Image`` or ``CompressedImage``), and writes a new bag with the input topic and
 ``<prefix>/label``, ``/mask``, ``/color``, ``/overlay``, each with the input's header and bag time,
-as the node would publish them. A JSON summary goes beside it: input and processing rates,
+as the node would publish them. Every ``sensor_msgs/CameraInfo`` topic is copied unchanged: the
+outputs keep the frames' stamps, so each pairs with its camera model by stamp. A JSON summary goes beside it: input and processing rates,
 latency percentiles, each class's share of the pixels and, with ``--labels-topic`` (mono8/mono16
 class ids, matched to frames by header stamp), mIoU and per-class IoU.
 
@@ -32,6 +33,7 @@ from .image_header import DEFAULT_MAX_PIXELS, check_pixels
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 OUTPUTS = ("label", "mask", "color", "overlay")
 
 
@@ -162,6 +164,7 @@ class BagSegmenter:
                 label_connections = [c for c in reader.connections if c.topic == labels_topic]
                 if not label_connections:
                     raise BagError(f"labels topic {labels_topic} is not in {input_bag}")
+            info_connections = [c for c in reader.connections if c.msgtype == CAMERA_INFO_TYPE]
             total = sum(c.msgcount for c in image_connections)
             if max_frames:
                 total = min(total, max_frames)
@@ -180,6 +183,8 @@ class BagSegmenter:
             started = time.perf_counter()
             with Writer(Path(output_bag), version=9, storage_plugin=storage_plugin) as writer:
                 input_out = writer.add_connection(topic, msgtype, typestore=self.typestore) if copy_input else None
+                info_out = {t: writer.add_connection(t, CAMERA_INFO_TYPE, typestore=self.typestore)
+                            for t in sorted({c.topic for c in info_connections})}
                 out = {name: writer.add_connection(f"{prefix.rstrip('/')}/{name}", IMAGE_TYPE,
                                                    typestore=self.typestore) for name in outputs}
 
@@ -189,7 +194,10 @@ class BagSegmenter:
                     labelled += 1
 
                 for connection, timestamp, rawdata in reader.messages(
-                        connections=image_connections + label_connections):
+                        connections=image_connections + label_connections + info_connections):
+                    if connection.msgtype == CAMERA_INFO_TYPE:
+                        writer.write(info_out[connection.topic], timestamp, rawdata)
+                        continue
                     if connection.topic == labels_topic:
                         try:
                             msg = reader.deserialize(rawdata, connection.msgtype)

@@ -179,6 +179,9 @@ def test_cli_report(tmp_path, capsys):
     # High-contrast shapes: the classical engine gets them at the first click.
     assert report["noc90"] == 1.0 and report["miou_at"]["1"] > 0.9
     assert "NoC@90" in capsys.readouterr().out
+    # The mIoU-versus-clicks curve beside the JSON (openpixel_ros.eval.plots).
+    png = tmp_path / "report.miou_vs_clicks.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cv2.imread(str(png)).shape[1] > 300
 
 
 def test_cli_errors(tmp_path):

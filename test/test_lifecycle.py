@@ -149,3 +149,39 @@ def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
         probe.destroy()
         log = proc.stop()
     assert "Traceback" not in log and "InvalidHandle" not in log, log
+
+
+def test_diagnostics_in_every_state_under_the_fully_qualified_name(ros_env, rcl, model):
+    """Two cameras' nodes must not share a status name, and a monitor sees the state, not silence."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "diagnostics_period:=0.2",
+                                    "-r", "__ns:=/front", "-r", "image:=/front/cam",
+                                    executable="openpixel_lifecycle_node"), ros_env)
+    probe = Probe("test_lifecycle_diagnostics")
+    try:
+        diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
+        lc = Lifecycle(probe, "/front/openpixel")
+
+        def next_status():
+            diagnostics.clear()
+            assert probe.spin_until(lambda: diagnostics, timeout=10), "no diagnostics in this state"
+            probe.spin_until(lambda: False, timeout=0.5)  # one transition's last message may still come
+            (status,) = diagnostics[-1].status
+            assert status.name == "/front/openpixel: segmentation"
+            return status
+
+        assert next_status().message == "unconfigured"
+        assert lc.transition(Transition.TRANSITION_CONFIGURE)
+        status = next_status()
+        assert status.message == "inactive: not processing"
+        assert {kv.key: kv.value for kv in status.values}["model"] == str(model)
+        assert lc.transition(Transition.TRANSITION_ACTIVATE)
+        assert next_status().message == "no frames yet on /front/cam"  # the active node's own status
+        assert lc.transition(Transition.TRANSITION_DEACTIVATE)
+        assert next_status().message == "inactive: not processing"
+    finally:
+        probe.destroy()
+        log = proc.stop()
+    startup = [line for line in log.splitlines() if "is unconfigured" in line]
+    assert len(startup) == 1 and "ros2 lifecycle set /front/openpixel configure" in startup[0], log

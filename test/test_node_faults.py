@@ -51,7 +51,7 @@ class Harness:
 
     def diag(self) -> dict:
         values = [{kv.key: kv.value for kv in s.values} for d in self.diagnostics for s in d.status
-                  if s.name == f"{self.name}: segmentation"]
+                  if s.name == f"/{self.name}: segmentation"]
         return values[-1] if values else {}
 
     def counter(self, key) -> int:
@@ -309,7 +309,7 @@ def test_diagnostics_period_changes_at_run_time(ros_env, model, rcl):
         def rate(seconds):
             start = len(h.diagnostics)
             h.probe.spin_until(lambda: False, timeout=seconds)
-            return [d for d in h.diagnostics[start:] if any(s.name == "fuzz_period: segmentation" for s in d.status)]
+            return [d for d in h.diagnostics[start:] if any(s.name == "/fuzz_period: segmentation" for s in d.status)]
         assert len(rate(1.5)) >= 8  # started at 0.1 s
         result = _set_parameter(h.probe, "fuzz_period", "diagnostics_period",
                                 ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=1.0))

@@ -13,7 +13,7 @@ from std_srvs.srv import SetBool
 
 from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
-from openpixel_ros.node.rates import RateMeter, processed_ratio_warning
+from openpixel_ros.node.rates import RateMeter, engine_ms_text, processed_ratio_warning
 from openpixel_ros.semantic import SemanticSegmenter
 from ros_helpers import NodeProcess, Probe, node_command
 
@@ -67,6 +67,9 @@ def test_rate_meter_and_warning_logic():
     assert processed_ratio_warning(30.0, 9.0, 0.5, max_rate_hz=10.0) is None  # capped on purpose
     assert processed_ratio_warning(30.0, 0.0, 0.5, outputs_subscribed=False) is None
     assert processed_ratio_warning(30.0, 1.0, 0.0) is None
+    # A tiny model's engine time (tens of microseconds) must not read 0: it once failed
+    # test_classes_rates_warning_and_enable 1 run in 3 with one decimal.
+    assert float(engine_ms_text(0.04)) > 0 and engine_ms_text(12.3456) == "12.346"
 
 
 def test_classes_rates_warning_and_enable(ros_env, rcl, model):

@@ -13,6 +13,7 @@ TOOLS = {
     "clicks": ("openpixel_ros.eval.clicks", "interactive segmentation: NoC@85/90, mIoU@k (standard protocol)"),
     "semantic": ("openpixel_ros.eval.semantic", "semantic segmentation: mIoU, pixel accuracy"),
     "lighting": ("openpixel_ros.eval.lighting", "mIoU under seeded lighting shifts, adaptation off and on"),
+    "plot": ("openpixel_ros.eval.plots", "PNG pictures of eval JSON reports (several click reports: a line each)"),
 }
 
 

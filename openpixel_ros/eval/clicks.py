@@ -12,13 +12,15 @@ The JSON report has the top-level keys ``engine``, ``model``, ``images``, ``noc8
 ``noc90``, ``over20_90`` (images that never reach IoU 0.90 within ``max_clicks``),
 ``miou_at`` (``{"1", "3", "5"}``), ``per_click_ms_median`` (also ``first_click_ms_median``,
 which includes the per-frame encoder, and ``later_click_ms_median``), ``max_clicks``,
-``skipped`` and ``per_image``.
+``skipped`` and ``per_image``. With ``--json`` the mIoU-versus-clicks curve is drawn beside it
+(``<json>.miou_vs_clicks.png``; several reports in one picture: ``eval plot A.json B.json``).
 """
 from __future__ import annotations
 
 import time
 
 from .common import load_rgb, pair_by_stem, progress, write_json
+from .plots import write_plots
 from .click_protocol import (SCRIBBLES_AT, evaluate_sample, evaluate_scribbles, load_ground_truth, sample_record,
                              summarize, summarize_scribbles)
 
@@ -116,6 +118,7 @@ def run(args) -> int:
     if args.json:
         write_json(args.json, report)
         progress(f"wrote {args.json}")
+        write_plots(report, args.json, log=progress)  # the mIoU-vs-clicks curve beside it
     return 0
 
 

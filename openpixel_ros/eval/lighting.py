@@ -9,7 +9,8 @@ image: frames are independent stills, not a video.
 
 JSON: ``{"clean": {...}, "shifts": {name: {...}}, "summary": {...}}``; each entry
 holds ``miou_off``, ``miou_on``, ``pixel_acc_off``, ``pixel_acc_on`` (and
-``miou_naive``, ``pixel_acc_naive``), plus per-class IoU for each mode.
+``miou_naive``, ``pixel_acc_naive``), plus per-class IoU for each mode. With ``--json``, a chart of
+mIoU per shift, off / on / naive, is drawn beside it (``<json>.shifts.png``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 from ..lighting_shifts import EXTRA_SHIFTS, SHIFTS
 from .common import (ConfusionMatrix, add_data_arguments, class_map_for, load_labels, load_rgb,
                      load_segmenter, pair_by_stem, progress, write_json)
+from .plots import write_plots
 
 
 def shift_rng(seed: int, stem: str, shift: str) -> np.random.Generator:
@@ -155,6 +157,7 @@ def run(args) -> int:
     _print_table(report, modes)
     if args.json:
         write_json(args.json, report)
+        write_plots(report, args.json, log=progress)  # mIoU per shift: off / on / naive
     return 0
 
 

@@ -3,6 +3,9 @@ semantic model on a labelled image set (images and labels paired by file stem).
 
 JSON: ``{"miou", "pixel_acc", "per_class_iou": {class: iou or null}, ...}``; a class that
 is neither in the ground truth nor predicted has IoU null and is left out of the mIoU.
+``confusion_matrix`` holds the pixel counts [ground truth][prediction]. With ``--json``, a per-class
+IoU bar chart and the confusion matrix are drawn beside it (``<json>.per_class_iou.png``,
+``<json>.confusion.png``).
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import time
 
 from .common import (ConfusionMatrix, add_data_arguments, class_map_for, load_labels, load_rgb,
                      load_segmenter, pair_by_stem, progress, write_json)
+from .plots import write_plots
 
 
 def add_arguments(parser) -> None:
@@ -43,6 +47,8 @@ def run(args) -> int:
         "class_map": class_map.name, "ignore_index": class_map.ignore_index, "images": len(pairs),
         "adaptation": args.adaptation, **matrix.summary(class_map.target_classes),
         "engine_ms_mean": round(engine_ms / len(pairs), 2), "seconds": round(time.monotonic() - start, 1),
+        # [ground truth][prediction] pixel counts; the last column: predictions outside the classes
+        "confusion_matrix": matrix.counts.tolist(),
     }
     print(f"mIoU {100 * report['miou']:.2f}%  pixel accuracy {100 * report['pixel_acc']:.2f}%  "
           f"({len(pairs)} images, {report['engine_ms_mean']:.0f} ms/image in the engine)")
@@ -50,4 +56,5 @@ def run(args) -> int:
         print(f"  {name:<16} {'-' if iou is None else f'{100 * iou:.1f}'}")
     if args.json:
         write_json(args.json, report)
+        write_plots(report, args.json, log=progress)  # per-class IoU bars and the confusion matrix
     return 0

@@ -32,10 +32,14 @@ def declare_classes_parameter(node, contract) -> None:
 
 
 def publish_label_info(node, contract) -> Optional[object]:
-    """Publish ``vision_msgs/LabelInfo`` once on a latched ``~/label_info``; None without vision_msgs."""
+    """Publish ``vision_msgs/LabelInfo`` once on a latched ``~/label_info``; None without vision_msgs
+    (said once in the log: which output is off and how to get it)."""
     try:
         from vision_msgs.msg import LabelInfo, VisionClass
     except ImportError:
+        node.get_logger().warning(f"vision_msgs is not installed: {node.resolve_topic_name('~/label_info')} "
+                               "(vision_msgs/LabelInfo) is not published; install ros-$ROS_DISTRO-vision-msgs "
+                               "for it (the 'classes' parameter lists the same ids and names)", once=True)
         return None
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -12,15 +12,22 @@ Same parameters, topics and services as openpixel_node, driven through lifecycle
   Every prompt call already accepted or still waiting is answered first (success=false,
   "node deactivating"); the running one has 2 s to finish, else it gets that answer too.
 - cleanup: free the engine and the publishers. shutdown: as deactivate + cleanup.
+
+/diagnostics carries a status in every state: while active the node's own (rates, drops, ...);
+otherwise one that names the state ("unconfigured", "inactive: not processing", "finalized"),
+under the same status name, every diagnostics_period seconds. At start it logs one line saying
+it waits for configure.
 """
 from __future__ import annotations
 
 import sys
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .openpixel_node import OpenPixelNode, StartupError
+from .openpixel_node import OpenPixelNode, StartupError, diagnostics_status_name
 from .runner import run_node
+from .usage import segmentation_node_usage
 
 _OUTPUT_PUBLISHERS = ("pub_label", "pub_mask", "pub_color", "pub_overlay", "pub_diagnostics", "pub_adaptation",
                       "pub_adapted", "pub_click_mask", "pub_click_overlay", "pub_label_info")
@@ -33,6 +40,14 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self._declare_parameters()
         self.segmentor = None
         self._processing = False
+        # Outside the active state the node's own diagnostics timer does not exist: this one says
+        # which state the node is in (a monitor sees "inactive", not silence).
+        self._state_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._state_timer = self.create_timer(self.get_parameter("diagnostics_period").value,
+                                              self._publish_state_diagnostics)
+        name = self.get_fully_qualified_name()
+        self.get_logger().info(f"lifecycle node {name} is unconfigured: `ros2 lifecycle set {name} configure`, "
+                               f"then `activate`, to start segmenting")
 
     # -- transitions --------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -68,6 +83,23 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self._release_engine()
         return TransitionCallbackReturn.SUCCESS
 
+    # -- diagnostics outside the active state ---------------------------------------------
+    def _publish_state_diagnostics(self) -> None:
+        if self._processing:
+            return  # active: the node's own diagnostics report
+        state = self._state_machine.current_state[1]
+        if state == "active":  # between on_activate's start and its end
+            return
+        message = {"inactive": "inactive: not processing"}.get(state, state)
+        status = DiagnosticStatus(name=diagnostics_status_name(self), hardware_id=self.get_fully_qualified_name(),
+                                  level=DiagnosticStatus.OK, message=message,
+                                  values=[KeyValue(key="lifecycle_state", value=state)])
+        if self.segmentor is not None:
+            status.values.append(KeyValue(key="model", value=str(self.segmentor.model_path)))
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        self._state_diagnostics.publish(array_msg)
+
     # -- the phases' undo -----------------------------------------------------------------
     def _stop_processing(self) -> None:
         if not self._processing:
@@ -82,9 +114,13 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self.destroy_service(self._enable_srv)
         self._slot.close()
         self._worker.join(timeout=10.0)
+        self._camera_info.close()
         self._latest = None
 
     def _destroy_outputs(self) -> None:
+        if getattr(self, "_compressed", None) is not None:
+            self._compressed.destroy(self)
+            self._compressed = None
         for name in _OUTPUT_PUBLISHERS:
             publisher = getattr(self, name, None)
             if publisher is not None:
@@ -102,7 +138,8 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
 
 
 def main(args=None) -> int:
-    return run_node(OpenPixelLifecycleNode, "openpixel", args)
+    return run_node(OpenPixelLifecycleNode, "openpixel", args,
+                    usage=lambda program: segmentation_node_usage(program, lifecycle=True))
 
 
 if __name__ == "__main__":

@@ -45,11 +45,16 @@ from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from . import class_metadata
+from .camera_info import CameraInfoRelay
+from .click_topics import ClickTypeWatch
+from .compressed_outputs import CompressedOutputs
 from .frame_drops import DROP_CAUSES, FrameDrops, SequenceGaps
 from .parameters import same_type, spec_by_name
 from .prompt_worker import DeferredResponse, PromptWorker, defer_responses, refuse_pending_requests
-from .rates import RateMeter, percentiles, processed_ratio_warning
+from .rates import RateMeter, engine_ms_text, percentiles, processed_ratio_warning
 from .runner import run_node
+from .stage_log import StageLog
+from .usage import segmentation_node_usage
 from .startup import StartupError
 from .worker_stage import WorkerStage
 
@@ -154,6 +159,7 @@ class OpenPixelNode(Node):
         self.pub_adapted = self.create_publisher(Image, "~/adapted_image", out_qos)
         self.pub_click_mask = self.create_publisher(Image, "~/click_mask", out_qos)
         self.pub_click_overlay = self.create_publisher(Image, "~/click_overlay", out_qos)
+        self._compressed = CompressedOutputs(self, out_qos, p("compressed.jpeg_quality"))
         self._last_adaptation = None
         self.pub_label_info = class_metadata.publish_label_info(self, contract)
 
@@ -191,6 +197,8 @@ class OpenPixelNode(Node):
         self._enabled = True
         self._latest = None  # (newest camera message, kept undecoded for click prompts; its receipt number)
         self._stage = WorkerStage()
+        self._stage_log = StageLog(self.get_logger())
+        self._camera_info = CameraInfoRelay(self, self.resolve_topic_name("image"), self.pub_label.qos_profile)
         self._worker = threading.Thread(target=self._work_loop, name="openpixel-inference", daemon=True)
         self._worker.start()
         self._diagnostics_timer = self.create_timer(p("diagnostics_period"), self._publish_diagnostics)
@@ -211,6 +219,7 @@ class OpenPixelNode(Node):
         self._click_subs = [
             self.create_subscription(click_type, "~/click", lambda m: self._queue_click(m, 1), 10),
             self.create_subscription(click_type, "~/click_negative", lambda m: self._queue_click(m, 0), 10)]
+        self._click_type_watch = ClickTypeWatch(self, self._click_subs, p("click.message_type"))
 
         eng = self.segmentor.semantic.engine
         self.get_logger().info(
@@ -277,6 +286,8 @@ class OpenPixelNode(Node):
                 self._click_session.timeout = param.value
             elif param.name == "click.queue_size":
                 self._prompts.capacity = param.value
+            elif param.name == "compressed.jpeg_quality":
+                self._compressed.jpeg_quality = param.value
             elif param.name == "diagnostics_period":
                 self._diagnostics_timer.timer_period_ns = int(param.value * 1e9)
         return SetParametersResult(successful=True)
@@ -298,6 +309,7 @@ class OpenPixelNode(Node):
             "diagnostics.min_processed_ratio": self._min_processed_ratio,
             "diagnostics.stuck_timeout": self._stuck_timeout,
             "debug.engine_delay_ms": self._engine_delay * 1e3,
+            "compressed.jpeg_quality": self._compressed.jpeg_quality,
         }
         for name in self._specs:
             if name.startswith("adaptation.") and config is not None:
@@ -314,6 +326,8 @@ class OpenPixelNode(Node):
             self._drops.add("queue_overrun", missed)
         self._input_rate.tick()
         self._received += 1
+        self._stage_log.debug("input", lambda: f"frame {_stamp_text(msg.header)} on {self._sub.topic_name}, "
+                                               f"{'queued' if self._enabled else 'not queued (~/enable false)'}")
         if self._enabled:
             self._slot.put((msg, now))
         else:  # ~/enable false: frames are counted and kept for clicks, not segmented
@@ -327,7 +341,7 @@ class OpenPixelNode(Node):
         return response
 
     def _on_incompatible_qos(self, event) -> None:
-        self.get_logger().warn(
+        self.get_logger().warning(
             f"a publisher on {self._sub.topic_name} offers incompatible QoS (policy "
             f"{event.last_policy_kind}); set qos.reliability to best_effort or best_available",
             throttle_duration_sec=_LOG_THROTTLE_S)
@@ -345,11 +359,13 @@ class OpenPixelNode(Node):
             self._last_error = text
             log = self._distinct_errors.admit(text)
         if log:  # each distinct error once per _LOG_THROTTLE_S (and at most 10 lines in that time)
-            self.get_logger().warn(text)
+            self.get_logger().warning(text)
 
     # -- inference worker -------------------------------------------------------------
     def _outputs_wanted(self) -> dict:
-        return {name: pub.get_subscription_count() > 0 for name, pub in (
+        """output -> subscribed, raw or (label, mask, color, overlay) compressed."""
+        compressed = self._compressed.wanted()
+        return {name: pub.get_subscription_count() > 0 or compressed.get(name, False) for name, pub in (
             ("label", self.pub_label), ("mask", self.pub_mask), ("color", self.pub_color),
             ("overlay", self.pub_overlay), ("adaptation", self.pub_adaptation), ("adapted", self.pub_adapted))}
 
@@ -386,8 +402,11 @@ class OpenPixelNode(Node):
             self._drops.add("no_subscribers")
             return
         self._stage.enter("decode")
+        t0 = time.perf_counter()
         rgb = self._decode(msg)
         header = msg.header
+        self._stage_log.debug("decode", lambda: f"frame {_stamp_text(header)}: {rgb.shape[1]}x{rgb.shape[0]} in "
+                                                f"{(time.perf_counter() - t0) * 1e3:.2f} ms")
         if not any(wanted[k] for k in ("label", "mask", "color", "overlay")):
             # Only adaptation monitoring is subscribed: no inference.
             self._stage.enter("adaptation")
@@ -399,18 +418,25 @@ class OpenPixelNode(Node):
         if self._engine_delay:
             time.sleep(self._engine_delay)
         self._stage.enter("publish")
+        self._stage_log.debug("inference", lambda: f"frame {_stamp_text(header)}: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in result.timings.items()))
+        t_publish = time.perf_counter()
         self._publish_adaptation(header, result.adapted, result.adaptation, wanted)
+        publish = self._compressed.publish_with_raw  # raw and <output>/compressed, each while subscribed
         if wanted["label"]:
-            self.pub_label.publish(array_to_image_msg(result.labels, header))
+            publish("label", self.pub_label, result.labels, header)
         if wanted["mask"]:
-            self.pub_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
+            publish("mask", self.pub_mask, result.mask, header, "mono8")
         if wanted["color"] or wanted["overlay"]:
             color = colorize(result.labels, self._palette)
             if wanted["color"]:
-                self.pub_color.publish(array_to_image_msg(color, header, "rgb8"))
+                publish("color", self.pub_color, color, header, "rgb8")
             if wanted["overlay"]:
-                self.pub_overlay.publish(array_to_image_msg(overlay(rgb, color, self._alpha, result.labels),
-                                                            header, "rgb8"))
+                publish("overlay", self.pub_overlay, overlay(rgb, color, self._alpha, result.labels), header, "rgb8")
+        self._camera_info.publish_for(header)  # the outputs' camera model, same header
+        self._stage_log.debug("publish", lambda: f"frame {_stamp_text(header)}: "
+                                                 f"{', '.join(k for k, v in wanted.items() if v)} in "
+                                                 f"{(time.perf_counter() - t_publish) * 1e3:.2f} ms")
         with self._stats_lock:
             self._processed += 1
             self._processed_rate.tick()
@@ -460,7 +486,7 @@ class OpenPixelNode(Node):
             response.success = False
             response.message = "node deactivating" if self._prompts.closed else \
                 f"busy: {self._prompts.queued} requests queued"
-            self.get_logger().warn(f"segment_at_points refused: {response.message}",
+            self.get_logger().warning(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
         return deferred
@@ -485,7 +511,7 @@ class OpenPixelNode(Node):
         if not self._prompts.submit(lambda: self._on_click(msg, label)):
             with self._stats_lock:
                 self._clicks_dropped_busy += 1
-            self.get_logger().warn(f"click dropped: {self._prompts.queued} prompt requests queued",
+            self.get_logger().warning(f"click dropped: {self._prompts.queued} prompt requests queued",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
 
     def _segment_at_points(self, request, response):
@@ -510,7 +536,7 @@ class OpenPixelNode(Node):
             result = self.segmentor.segment_clicks(rgb, prompt, multimask=request.multimask_output, key=key)
         except (PromptError, ImageDecodeError, EngineError, ValueError) as exc:
             response.success, response.message = False, bounded(str(exc))
-            self.get_logger().warn(f"segment_at_points refused: {response.message}",
+            self.get_logger().warning(f"segment_at_points refused: {response.message}",
                                    throttle_duration_sec=_LOG_THROTTLE_S)
             return response
         response.success = True
@@ -541,6 +567,9 @@ class OpenPixelNode(Node):
             self._report_error(f"click at ({compact(msg.x)}, {compact(msg.y)}): {exc}")
             return
         self._click_session.remember(key, result.mask != 0)
+        self._stage_log.debug("click", lambda: f"({msg.x:.0f}, {msg.y:.0f}) label {label} on frame "
+                                               f"{_stamp_text(header)}: {len(clicks)} clicks in the session, "
+                                               f"area {int(np.count_nonzero(result.mask))} px")
         self.pub_click_mask.publish(array_to_image_msg(result.mask, header, "mono8"))
         if self.pub_click_overlay.get_subscription_count():
             selected = result.mask // 255
@@ -550,6 +579,7 @@ class OpenPixelNode(Node):
 
     # -- diagnostics ------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        self._click_type_watch.check()  # a wrong-type click publisher is said once
         with self._stats_lock:
             latency = np.percentile(self._latency_ms, [50, 95]) if self._latency_ms else (0.0, 0.0)
             engine = float(np.median(self._engine_ms)) if self._engine_ms else 0.0
@@ -565,13 +595,14 @@ class OpenPixelNode(Node):
                 if self._sequence_gaps.approximate else "per publisher",
                 "errors": self._errors, "last_error": self._last_error,
                 "latency_p50_ms": f"{latency[0]:.1f}", "latency_p95_ms": f"{latency[1]:.1f}",
-                "engine_median_ms": f"{engine:.1f}",
+                "engine_median_ms": engine_ms_text(engine),
             }
         values.update(self._operator_values())
+        values.update(self._camera_info.diagnostics())
         if self._last_adaptation is not None:
             values["adaptation_score"] = f"{self._last_adaptation.score_smoothed:.3f}"
             values["adaptation_active"] = str(self._last_adaptation.active)
-        status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=self.get_fully_qualified_name())
+        status = DiagnosticStatus(name=diagnostics_status_name(self), hardware_id=self.get_fully_qualified_name())
         since = None if self._last_frame_time is None else time.monotonic() - self._last_frame_time
         stuck = self._stage.stuck(self._stuck_timeout)
         if stuck is not None:
@@ -605,7 +636,7 @@ class OpenPixelNode(Node):
             input_hz, processed_hz, self._min_processed_ratio, 1.0 / self._min_period if self._min_period else 0.0,
             any(self._outputs_wanted().values()))
         return {"input_rate_hz": f"{input_hz:.2f}", "processed_rate_hz": f"{processed_hz:.2f}",
-                "engine_p50_ms": f"{engine_p50:.1f}", "engine_p95_ms": f"{engine_p95:.1f}",
+                "engine_p50_ms": engine_ms_text(engine_p50), "engine_p95_ms": engine_ms_text(engine_p95),
                 "enabled": str(self._enabled), "model": str(self.segmentor.model_path),
                 "backend": engine.backend, "device": engine.device,
                 "classes": ", ".join(self.segmentor.contract.classes)}
@@ -628,6 +659,16 @@ def _refusal(reason: str) -> SegmentAtPoints.Response:
     return SegmentAtPoints.Response(success=False, message=reason)
 
 
+def diagnostics_status_name(node: Node) -> str:
+    """``/front/openpixel: segmentation``: the fully qualified name tells two cameras' nodes apart
+    (tools key on the status name), as diagnostic_updater puts the node's name in it."""
+    return f"{node.get_fully_qualified_name()}: segmentation"
+
+
+def _stamp_text(header) -> str:
+    return f"{header.stamp.sec}.{header.stamp.nanosec:09d}"
+
+
 def _bbox(mask: np.ndarray) -> RegionOfInterest:
     ys, xs = np.nonzero(mask)
     if xs.size == 0:
@@ -642,7 +683,7 @@ def main(args=None) -> int:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     # Inference and prompt requests have their own worker threads; the executor's thread only
     # hands messages over.
-    return run_node(OpenPixelNode, "openpixel", args)
+    return run_node(OpenPixelNode, "openpixel", args, usage=segmentation_node_usage)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,9 @@ NODE_PARAMETERS = (
     ParamSpec("label_upsampling", "bilinear", "How logits return to the frame's size: bilinear (upsample "
               "scores, then argmax; smooth edges) or nearest (argmax, then upsample labels; cheaper).",
               choices=("bilinear", "nearest")),
+    ParamSpec("compressed.jpeg_quality", 80, "JPEG quality (1-100) of ~/color/compressed and "
+              "~/overlay/compressed; ~/label/compressed and ~/mask/compressed are lossless PNG. Each compressed "
+              "output is encoded only while subscribed.", min=1, max=100),
     ParamSpec("max_rate_hz", 0.0, "Upper bound on the inference rate; 0 = as fast as the engine allows.",
               min=0.0, max=1000.0),
     # -- click prompts --

@@ -1,23 +1,33 @@
 """The one ``main()`` body of the package's nodes: start rclpy, build the node, spin, shut down."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import rclpy
 import rclpy.executors
 from rclpy.node import Node
 
 from .startup import create_node_or_report
+from .supervision import exit_with_parent, exit_with_parent_requested
+from .usage import print_usage_if_requested
 
 
-def run_node(make_node: Callable[[], Node], logger_name: str, args: Sequence[str] = None) -> int:
+def run_node(make_node: Callable[[], Node], logger_name: str, args: Sequence[str] = None,
+             usage: Optional[Callable[[str], str]] = None) -> int:
     """Spin the node ``make_node()`` builds until shutdown; 0 on a clean exit.
 
     Any start-up fault (a bad params file, a wrong parameter type, a missing model, ...) is
     logged as one FATAL line and returns 1 (:func:`~.startup.create_node_or_report`).
     ``SystemExit`` raised by a callback (e.g. a camera's ``max_frames``) ends spinning like
     Ctrl-C does.
+    ``-h``/``--help`` before ``--ros-args`` prints ``usage(program)`` and returns 0 without rclpy.
+    A node started with OPENPIXEL_EXIT_WITH_PARENT=1 (the launch files set it) also stops when
+    the process that started it exits (:mod:`.supervision`).
     """
+    if usage is not None and print_usage_if_requested(usage, args):
+        return 0  # -h/--help: usage only, ROS is not started
+    if exit_with_parent_requested():
+        exit_with_parent()
     node = create_node_or_report(make_node, logger_name, args)
     if node is None:
         return 1
