@@ -103,7 +103,7 @@ def test_a_worker_stuck_in_one_stage_turns_diagnostics_error_naming_it(ros_env, 
             assert result.successful, (name, result.reason)
 
         def status():
-            found = [s for d in h.diagnostics for s in d.status if s.name == f"{h.name}: segmentation"]
+            found = [s for d in h.diagnostics for s in d.status if s.name == f"/{h.name}: segmentation"]
             return found[-1] if found else None
         msg = array_to_image_msg(h.frame, h.header())
         assert h.probe.spin_until(lambda: status() is not None and status().level == DiagnosticStatus.ERROR,
