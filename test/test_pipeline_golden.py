@@ -142,20 +142,21 @@ def synthetic_frames() -> dict:
     }
 
 
-def semantic_digests(model, frames: dict) -> dict:
-    """Digests of every semantic path the node and the Python API take, per frame."""
+def semantic_digests(model, frames: dict, score_format: str = ".17g") -> dict:
+    """Digests of every semantic path the node and the Python API take, per frame (the score written
+    with ``score_format``)."""
     out = {}
     adaptive = Segmentor(model, threads=1)
     plain = Segmentor(model, threads=1, adaptation=None, label_upsampling="nearest")
     try:
         for name, rgb in frames.items():  # in order: adaptation smooths across frames
             r = adaptive.segment(rgb)
-            out[f"{name}/segment"] = digest(r.labels, r.mask, f"{r.score:.17g}",
+            out[f"{name}/segment"] = digest(r.labels, r.mask, format(r.score, score_format),
                                             None if r.adapted is None else r.adapted)
             adapted, state, vector = adaptive.adapt(rgb)
             out[f"{name}/adapt"] = digest(adapted, vector, state.active)
             r = plain.infer(rgb)
-            out[f"{name}/infer_nearest"] = digest(r.labels, r.mask, f"{r.score:.17g}")
+            out[f"{name}/infer_nearest"] = digest(r.labels, r.mask, format(r.score, score_format))
             s = plain.semantic.infer(rgb)
             out[f"{name}/semantic_infer"] = digest(s.labels)
     finally:
@@ -312,28 +313,28 @@ GOLDEN_CAMVID = {'clicks': {'0016E5_07959/box': '2beac65371346a3c',
             '0016E5_07963/logits': '3f6f507dce5d2290',
             '0016E5_07963/mask': '52323ffd3efef736'},
  'letterbox': {'0016E5_07959/adapt': '0acb7d71bf4019e4',
-               '0016E5_07959/infer_nearest': 'bb0f79fd2837b478',
-               '0016E5_07959/segment': '2a0c80225b29cf3f',
+               '0016E5_07959/infer_nearest': '8807d62940002f4f',
+               '0016E5_07959/segment': 'd9cf0ff518cb9a59',
                '0016E5_07959/semantic_infer': '793fb32e795306de',
                '0016E5_07961/adapt': 'bf0541cc66a25a53',
-               '0016E5_07961/infer_nearest': 'a67ec5c06bc555e7',
-               '0016E5_07961/segment': '80b6f14329a66fb4',
+               '0016E5_07961/infer_nearest': 'c03f39d8d9b786e4',
+               '0016E5_07961/segment': '12463e83d9428456',
                '0016E5_07961/semantic_infer': '793fb32e795306de',
                '0016E5_07963/adapt': '38089b041ce57c1e',
-               '0016E5_07963/infer_nearest': 'c2a99eea583c1616',
-               '0016E5_07963/segment': '9fd83dc740ed0dad',
+               '0016E5_07963/infer_nearest': '69cad827c96da0c3',
+               '0016E5_07963/segment': '49ad656fb1f186fa',
                '0016E5_07963/semantic_infer': '73d971a506e85352'},
  'stretch': {'0016E5_07959/adapt': '94b463ab1079c423',
-             '0016E5_07959/infer_nearest': '4ba895813df7ee65',
-             '0016E5_07959/segment': '1db7b6be8e3dbf08',
+             '0016E5_07959/infer_nearest': '6f287600a887a9ed',
+             '0016E5_07959/segment': 'b84e79523d750a21',
              '0016E5_07959/semantic_infer': 'eccabd5660976f03',
              '0016E5_07961/adapt': '5bf0044141dcfaf3',
-             '0016E5_07961/infer_nearest': '1085020783308b67',
-             '0016E5_07961/segment': '993c64d539372835',
+             '0016E5_07961/infer_nearest': '019e46e4b1a4fbad',
+             '0016E5_07961/segment': 'cd70e0f99d76a08f',
              '0016E5_07961/semantic_infer': '0478e31c0314a9e6',
              '0016E5_07963/adapt': '98aa9edb8fed2771',
-             '0016E5_07963/infer_nearest': 'b60b3d6a37b0f1be',
-             '0016E5_07963/segment': 'dcbb0dfc0881de47',
+             '0016E5_07963/infer_nearest': 'b2dd3e6987f6f14e',
+             '0016E5_07963/segment': '40e8798452dcd26d',
              '0016E5_07963/semantic_infer': 'ff4d140e59579bbe'}}
 
 
@@ -352,7 +353,10 @@ def test_click_masks_match_the_recorded_digests(tmp_path):
 @pytest.mark.parametrize("resize", ["stretch", "letterbox"])
 def test_real_model_on_real_frames_matches_the_recorded_digests(tmp_path, resize):
     frames = camvid_frames()
-    got = semantic_digests(selfie_model(tmp_path, resize), frames)
+    # The score to 6 digits: ONNX Runtime's float sums differ in the last bits between CPUs (an AVX-512
+    # machine gave other 17-digit scores than the recording one, for the same labels, masks and adapted
+    # frames), which is not a pipeline change. Re-recorded so on the pre-issue-17 code (71d82f9).
+    got = semantic_digests(selfie_model(tmp_path, resize), frames, score_format=".6g")
     assert got == GOLDEN_CAMVID[resize]
     assert len(got) == 4 * len(frames)
 
