@@ -20,7 +20,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "config" / "train" / "ablations"
-STEPS = 500
+STEPS = 300
 # name -> changes to road.yaml (section -> {key: value})
 VARIANTS = {
     "base": {},
