@@ -113,8 +113,16 @@ def test_a_click_network_checkpoint_is_not_taken_for_a_road_model(tmp_path):
         Trainer(road_config(tmp_path / "road")).resume(tmp_path / "last.pt")
 
 
+def test_a_longer_run_starts_from_a_finished_runs_weights(tmp_path):
+    finished = Trainer(tiny_config(tmp_path / "first"))
+    finished.run(max_steps=2, log=None)
+    longer = Trainer(tiny_config(tmp_path / "longer", init_checkpoint=str(tmp_path / "first" / "last.pt")))
+    a, b = finished.model.state_dict(), longer.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and longer.step == 0
+
+
 @pytest.mark.parametrize("change, message", [
-    ({"init_checkpoint": "x.pt"}, "neither init_checkpoint"),
+    ({"train": {"freeze_encoder": True}}, "neither train.freeze_encoder"),
     ({"data": {"kind": "folder", "images": "a", "labels": "b"}}, "object masks"),
     ({"model": {"num_classes": 3}}, "unknown option"),
     ({"network": "unet"}, "network must be one of"),

@@ -236,9 +236,9 @@ def _check_click_network(config: TrainConfig) -> TrainConfig:
         raise ConfigError("data.kind objects needs data.sources")
     if not config.clicks.enabled:
         raise ConfigError("network click needs clicks.enabled")
-    if config.init_checkpoint or config.train.freeze_encoder or config.train.validate_every:
-        raise ConfigError("network click takes neither init_checkpoint, train.freeze_encoder nor "
-                          "train.validate_every (it trains whole; score it with eval clicks)")
+    if config.train.freeze_encoder or config.train.validate_every:
+        raise ConfigError("network click takes neither train.freeze_encoder nor train.validate_every "
+                          "(it trains whole; score it with eval clicks)")
     for name in ("scribble_prob", "previous_mask_dropout"):
         if not 0.0 <= getattr(config.clicks, name) <= 1.0:
             raise ConfigError(f"clicks.{name} must be in [0, 1]")

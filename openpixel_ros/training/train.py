@@ -168,8 +168,9 @@ class Trainer:
     def _load_weights(self, path) -> None:
         """Start from another run's weights (an OpenPixel checkpoint of the same architecture)."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"init_checkpoint {path} is not an OpenPixel checkpoint")
+        if not isinstance(ckpt, dict) or ckpt.get("format") != self.checkpoint_format:
+            raise ValueError(f"init_checkpoint {path} is not an OpenPixel checkpoint of this kind "
+                             f"({self.checkpoint_format})")
         if ckpt["model_config"] != self.config.model.to_dict():
             raise ValueError(f"init_checkpoint {path} has another model configuration")
         self.model.load_state_dict(ckpt["model"])
