@@ -130,7 +130,8 @@ class SemanticSegmenter:
         t0 = time.perf_counter()
         feeds, placement = self.model_input.feeds(rgb, conditioning)
         t1 = time.perf_counter()
-        out = self.engine.run(feeds)[self.contract.output.name]
+        name = self.contract.output.name
+        out = self.engine.run_outputs(feeds, [name])[name]
         t2 = time.perf_counter()
         return out, placement, {"preprocess_ms": (t1 - t0) * 1e3, "engine_ms": (t2 - t1) * 1e3}
 
