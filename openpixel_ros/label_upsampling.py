@@ -43,6 +43,14 @@ class _Axis:
         self.next = np.minimum(np.arange(src) + 1, src - 1)  # the neighbour row/column (replicated border)
         # The most frame indices an interior cell covers (border cells also cover the clamped ones).
         self.interior_count = int(self.count[1:-1].max()) if src > 2 else int(self.count.max())
+        # Per cell: its frame indices and their weights, padded to the longest cell by repeating the
+        # cell's last index (a pixel written twice with its own value). Rows of these tables are
+        # gathered whole, which is much cheaper than gathering every pixel's weight.
+        longest = max(int(self.count.max()), 1)
+        self.index_table = self.start[:, None] + np.minimum(np.arange(longest)[None, :],
+                                                            np.maximum(self.count, 1)[:, None] - 1)
+        self.index_table = np.minimum(self.index_table, dst - 1)
+        self.w0_table, self.w1_table = self.w0[self.index_table], self.w1[self.index_table]
 
 
 @lru_cache(maxsize=16)
@@ -63,7 +71,8 @@ def bilinear_argmax(maps: np.ndarray, frame_hw, dtype=np.uint8) -> np.ndarray:
     rows, cols = _axis(h, H), _axis(w, W)
     grid = grid_argmax(maps, dtype)
     # Every pixel takes its cell's top-left corner class; pixels of hard cells are corrected below.
-    labels = np.take(np.take(grid, cols.i0, axis=1), rows.i0, axis=0)
+    # (np.repeat of whole rows: i0 is each source index repeated count times, and row copies are memcpy.)
+    labels = np.repeat(np.repeat(grid, cols.count, axis=1), rows.count, axis=0)
     below, right = grid[rows.next], grid[:, cols.next]
     hard = (grid != below) | (grid != right) | (grid != below[:, cols.next])
     # Cells no frame pixel falls in (downscaling) need no work.
@@ -145,28 +154,32 @@ def _resolve_cells(scores, classes, ci, cj, grid, rows: _Axis, cols: _Axis, flat
         agree = win_top == np.argmax(bottom, axis=1)
     # Each frame pixel of an entry mixes `top` and `bottom`: where one class wins both, it wins the
     # entry's whole column (the corner argument again, one dimension down).
+    classes = classes.astype(flat.dtype)
     entry_class = classes[entry_cell, win_top]
     entry_row = ci[entry_cell]
     # Pixels already hold their cell's top-left corner class: rewrite only entries that differ.
     fill = agree & (entry_class != grid[entry_row, cj[entry_cell]])
-    for e, y in _entry_rows(rows, entry_row, fill):
-        flat[y * W + x[e]] = entry_class[e]
-    for e, y in _entry_rows(rows, entry_row, ~agree):
-        b0, b1 = rows.w0[y], rows.w1[y]
+    row_offsets = rows.index_table * W
+    for e, n in _entry_groups(rows, entry_row, fill):
+        flat[row_offsets[entry_row[e], :n] + x[e][:, None]] = entry_class[e][:, None]
+    for e, n in _entry_groups(rows, entry_row, ~agree):
+        r = entry_row[e]
+        b0, b1 = rows.w0_table[r, :n], rows.w1_table[r, :n]                   # [entries, n]
         if m == 2:
-            best = (top[e] * b0 + bottom[e] * b1 < 0).astype(np.intp)
+            second = top[e][:, None] * b0 + bottom[e][:, None] * b1 < 0
+            pair = classes[entry_cell[e]]
+            value = np.where(second, pair[:, 1:], pair[:, :1])
         else:
-            best = np.argmax(top[e] * b0[..., None] + bottom[e] * b1[..., None], axis=2)
-        flat[y * W + x[e]] = classes[entry_cell[e], best]
+            best = np.argmax(top[e][:, None, :] * b0[..., None] + bottom[e][:, None, :] * b1[..., None], axis=2)
+            value = np.take_along_axis(classes[entry_cell[e]], best, axis=1)
+        flat[row_offsets[r, :n] + x[e][:, None]] = value
 
 
-def _entry_rows(rows: _Axis, entry_row, selected):
-    """(entries, their frame rows [n, entries]) for the selected entries. Cells span a few
-    different row counts (border cells more); each group is padded to its longest by repeating
-    a cell's last row, which only writes that pixel's value twice."""
+def _entry_groups(rows: _Axis, entry_row, selected):
+    """(entries, n) for the selected entries: interior cells (at most ``interior_count`` frame rows)
+    and border cells (more), so the padding to ``n`` rows stays small."""
     counts = rows.count[entry_row]
     for group in (selected & (counts <= rows.interior_count), selected & (counts > rows.interior_count)):
         e = np.flatnonzero(group)
         if e.size:
-            n = int(counts[e].max())
-            yield e, rows.start[entry_row[e]] + np.minimum(np.arange(n)[:, None], counts[e] - 1)
+            yield e, int(counts[e].max())
