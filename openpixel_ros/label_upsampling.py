@@ -7,9 +7,14 @@ frame pixel a convex combination of the score vectors at the four grid points ar
 class first too, so the pixel takes it without any interpolation. Only pixels in cells whose
 corners disagree (about 10 % of a 1080p frame with the default model) need interpolated scores, and
 there only for the classes that can win: a class is skipped when one corner winner scores at least
-as high at all four corners (first index wins ties, as ``np.argmax`` does). Scores are interpolated
-in OpenCV's order (rows first, then columns) in float32, so the labels equal
-``argmax(cv2.resize(scores))`` except where the interpolated scores tie exactly in float32 rounding.
+as high at all four corners (first index wins ties, as ``np.argmax`` does); with two candidates
+left, the sign of one interpolated difference decides. The same argument one dimension down: a
+frame column whose upper and lower horizontally interpolated points pick the same class takes it
+at every pixel of the cell. Scores are interpolated in float32 in OpenCV's order (along rows, then
+between them), so the labels equal bilinear-then-argmax except where two classes' scores tie to
+within float32 rounding (OpenCV's own float resize differs from exact arithmetic by up to ~5e-5).
+Skipping only classes that win at no corner would not be exact: a class second at every corner can
+win in the middle (test_label_upsampling.py has one).
 
 The per-size geometry (source indices and weights of every frame row and column) is cached.
 """
