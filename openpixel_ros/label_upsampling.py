@@ -130,8 +130,11 @@ def _resolve_hard_cells(maps, grid, rows: _Axis, cols: _Axis, ci, cj, labels) ->
         if not sel.size:
             continue
         m = int(count[sel].max())
-        rank = np.minimum(np.arange(m)[None, :], count[sel, None] - 1)
-        classes = np.take_along_axis(np.argsort(~candidate[sel], axis=1, kind="stable"), rank, axis=1)
+        if m == 2:  # row-major nonzero: each cell's two classes, ascending
+            classes = np.nonzero(candidate[sel])[1].reshape(sel.size, 2)
+        else:
+            rank = np.minimum(np.arange(m)[None, :], count[sel, None] - 1)
+            classes = np.take_along_axis(np.argsort(~candidate[sel], axis=1, kind="stable"), rank, axis=1)
         scores = corners[:, classes, sel[:, None]]                               # [4, Ks, m]
         _resolve_cells(scores, classes, ci[sel], cj[sel], grid, rows, cols, flat, labels.shape[1])
 
