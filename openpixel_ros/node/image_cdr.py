@@ -1,9 +1,10 @@
 """``sensor_msgs/Image`` read straight from its serialised CDR bytes (``transport.raw_cdr``).
 
 rclpy turns every received Image into a Python message, copying ``data`` into an ``array.array``
-inside the executor's take; at 1080p that is most of a bare relay's cost (6.3 ms against 1.6 ms
-for taking the bytes with ``raw=True``). :class:`CdrImage` parses the few header fields by hand
-and views ``data`` in place: a zero-copy, read-only numpy array over the received ``bytes``.
+inside the executor's take. :class:`CdrImage` takes the bytes instead (``raw=True``), parses the
+few header fields by hand and views ``data`` in place: a zero-copy, read-only numpy array over the
+received ``bytes``. A bare relay's round trip took 0.43-0.55x as long this way (640x480 to 4K,
+``bench/bench_node.py``; docs/benchmarks.md also says what it did not yet gain inside the node).
 
 Only little-endian plain CDR (encapsulation ``00 01``, what Fast DDS and Cyclone DDS send for ROS 2
 messages) is read. Anything else, or a buffer too short for the lengths it declares, becomes a
