@@ -7,6 +7,7 @@ import rclpy
 import rclpy.executors
 from rclpy.node import Node
 
+from .frame_memory import keep_frame_buffers
 from .startup import create_node_or_report
 
 
@@ -18,6 +19,7 @@ def run_node(make_node: Callable[[], Node], logger_name: str, args: Sequence[str
     ``SystemExit`` raised by a callback (e.g. a camera's ``max_frames``) ends spinning like
     Ctrl-C does.
     """
+    keep_frame_buffers()  # frame-sized buffers reused, not mapped afresh per frame (frame_memory.py)
     node = create_node_or_report(make_node, logger_name, args)
     if node is None:
         return 1
