@@ -11,10 +11,39 @@ from image_bombs import jpeg_declaring, png_bomb
 RGB = np.ascontiguousarray(data.astronaut()[::8, ::8])  # 64x64 real photo
 
 
+def _decode_message(encoding, height, width, step, is_bigendian, buffer):
+    """The node's normal path: a deserialised sensor_msgs/Image."""
+    from openpixel_ros.node.image_messages import image_msg_to_rgb
+    return image_msg_to_rgb(_image_msg(encoding, height, width, step, is_bigendian, buffer))
+
+
+def _decode_cdr(encoding, height, width, step, is_bigendian, buffer):
+    """The node's raw path (transport.raw_cdr): the same message as CDR bytes, parsed by hand."""
+    from rclpy.serialization import serialize_message
+
+    from openpixel_ros.node.image_cdr import CdrImage, cdr_image_to_rgb
+    wire = serialize_message(_image_msg(encoding, height, width, step, is_bigendian, buffer))
+    return cdr_image_to_rgb(CdrImage(wire))
+
+
+def _image_msg(encoding, height, width, step, is_bigendian, buffer):
+    from sensor_msgs.msg import Image
+
+    from openpixel_ros.node.image_messages import byte_array
+    return Image(encoding=encoding, height=height, width=width, step=step, is_bigendian=int(is_bigendian),
+                 data=byte_array(bytes(buffer)))
+
+
+# Every raw-image check runs on the codec's own function and on both of the node's input paths.
+@pytest.fixture(params=["codec", "message", "cdr"])
+def decode_rgb8(request):
+    return {"codec": decode_raw_rgb8, "message": _decode_message, "cdr": _decode_cdr}[request.param]
+
+
 @pytest.mark.parametrize("encoding", SUPPORTED_ENCODINGS)
-def test_round_trip(encoding):
+def test_round_trip(encoding, decode_rgb8):
     raw = encode_raw(RGB, encoding)
-    out = decode_raw_rgb8(encoding, 64, 64, raw.strides[0], False, raw.tobytes())
+    out = decode_rgb8(encoding, 64, 64, raw.strides[0], False, raw.tobytes())
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     err = np.abs(out.astype(int) - RGB.astype(int))
     if encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "8UC3"):
@@ -34,6 +63,16 @@ def test_rgb8_is_a_view_with_padding_honoured():
     assert not out.flags.writeable and np.shares_memory(out, np.frombuffer(buf, np.uint8))
 
 
+def test_mono16_endianness_on_both_node_paths(decode_rgb8):
+    values = (np.arange(64 * 64, dtype=np.uint16) * 13).reshape(64, 64)
+    expected = decode_raw_rgb8("mono16", 64, 64, 128, False, values.astype("<u2").tobytes())
+    assert np.array_equal(decode_rgb8("mono16", 64, 64, 128, True, values.astype(">u2").tobytes()), expected)
+    assert np.array_equal(decode_rgb8("mono16", 64, 64, 128, False, values.astype("<u2").tobytes()), expected)
+    padded = np.zeros((64, 129), np.uint8)  # odd step: copied row by row
+    padded[:, :128] = values.astype("<u2").view(np.uint8).reshape(64, 128)
+    assert np.array_equal(decode_rgb8("mono16", 64, 64, 129, False, padded.tobytes()), expected)
+
+
 def test_mono16_endianness():
     values = (np.arange(64 * 64, dtype=np.uint16) * 13).reshape(64, 64)
     assert np.array_equal(decode_raw("mono16", 64, 64, 128, True, values.astype(">u2").tobytes()), values)
@@ -48,9 +87,9 @@ def test_mono16_endianness():
     (("rgb8", 4, 4, 5, False, bytes(48)), "step 5 is smaller"),
     (("yuyv", 2, 3, 6, False, bytes(12)), "even width"),
 ])
-def test_bad_buffers_raise_clear_errors(args, message):
+def test_bad_buffers_raise_clear_errors(args, message, decode_rgb8):
     with pytest.raises(ImageDecodeError, match=message):
-        decode_raw_rgb8(*args)
+        decode_rgb8(*args)
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "rgb8; jpeg compressed bgr8"])

@@ -46,9 +46,10 @@ def _start(ros_env, model, *extra):
                        ros_env)
 
 
-@pytest.fixture(scope="module")
-def raw_node(ros_env, model, rcl):
-    proc = _start(ros_env, model)
+# Both input paths for sensor_msgs/Image: the CDR bytes parsed in place (default) and rclpy's messages.
+@pytest.fixture(scope="module", params=["true", "false"], ids=["raw_cdr", "deserialised"])
+def raw_node(ros_env, model, rcl, request):
+    proc = _start(ros_env, model, "-p", f"transport.raw_cdr:={request.param}")
     probe = Probe("test_raw")
     yield proc, probe
     probe.destroy()
@@ -145,28 +146,61 @@ def test_bad_input_is_logged_and_the_node_keeps_running(raw_node):
     diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
     pub = probe.node.create_publisher(Image, "/image", 10)
     probe.wait_for_subscriber(pub)
-    bad = [
-        Image(header=_header(200), height=4, width=4, encoding="32FC1", step=16, data=byte_array(bytes(64))),
-        Image(header=_header(201), height=4, width=4, encoding="rgb8", step=12, data=byte_array(bytes(10))),
-        Image(header=_header(202), height=0, width=0, encoding="rgb8", step=0),
-        Image(header=_header(203), height=4, width=4, encoding="rgb8", step=5, data=byte_array(bytes(48))),
+    bad = [  # with the codec's one-line reason, the same on both input paths
+        (Image(header=_header(200), height=4, width=4, encoding="32FC1", step=16, data=byte_array(bytes(64))),
+         "unsupported encoding '32FC1'"),
+        (Image(header=_header(201), height=4, width=4, encoding="rgb8", step=12, data=byte_array(bytes(10))),
+         "data has 10 bytes, rgb8 4x4 with step 12 needs exactly 48"),
+        (Image(header=_header(202), height=0, width=0, encoding="rgb8", step=0), "zero-size image (0x0)"),
+        (Image(header=_header(203), height=4, width=4, encoding="rgb8", step=5, data=byte_array(bytes(48))),
+         "step 5 is smaller than width*3 = 12 bytes"),
     ]
 
+    def latest(key, default="0"):
+        values = [{kv.key: kv.value for kv in s.values}.get(key, default) for d in diagnostics for s in d.status]
+        return values[-1] if values else default
+
     def errors_counted():
-        counts = [int({kv.key: kv.value for kv in s.values}.get("errors", 0))
-                  for d in diagnostics for s in d.status]
-        return max(counts, default=0)
+        return int(latest("errors"))
 
     # One bad frame at a time (the newest-frame policy may drop a frame that is not taken in time).
-    for msg in bad:
+    for msg, reason in bad:
         before = errors_counted()
         assert probe.spin_until(lambda: errors_counted() > before, timeout=10, every=lambda: pub.publish(msg),
                                 period=1.0), f"diagnostics never counted the bad frame {msg.encoding}"
+        assert latest("last_error", "").startswith(f"dropped frame from /image: {reason}")
     assert probe.spin_until(lambda: errors_counted() >= len(bad), timeout=5)
+    assert int(latest("frames_dropped_decode_error")) == errors_counted()
     assert proc.alive()
     good = array_to_image_msg(make_frame(), _header(210))
     _publish_until(probe, pub, good, ["/openpixel/label"], 210)
     assert not any(m.header.stamp.sec in (200, 201, 202, 203) for m in probe.received["/openpixel/label"])
+
+
+def test_raw_cdr_refuses_other_wire_formats_as_bad_frames(raw_node, request):
+    """transport.raw_cdr reads little-endian CDR only: other bytes are a counted decode error with one
+    line naming the parameter, and the node goes on."""
+    if request.node.callspec.id != "raw_cdr":
+        pytest.skip("the deserialising path hands rclpy's own messages over")
+    from rclpy.serialization import serialize_message
+    proc, probe = raw_node
+    diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
+    if "/openpixel/label" not in probe.received:
+        probe.subscribe(Image, "/openpixel/label")
+    pub = probe.node.create_publisher(Image, "/image", 10)
+    probe.wait_for_subscriber(pub)
+    wire = bytearray(serialize_message(array_to_image_msg(make_frame(), _header(220))))
+    wire[1] = 0x00  # big-endian encapsulation
+
+    def last_error():
+        values = [{kv.key: kv.value for kv in s.values}.get("last_error", "") for d in diagnostics for s in d.status]
+        return values[-1] if values else ""
+    assert probe.spin_until(lambda: "little-endian CDR" in last_error(), timeout=10,
+                            every=lambda: pub.publish(bytes(wire)), period=1.0)
+    assert "big-endian CDR; set transport.raw_cdr false" in last_error()
+    good = array_to_image_msg(make_frame(), _header(221))
+    _publish_until(probe, pub, good, ["/openpixel/label"], 221)
+    assert proc.alive()
 
 
 def _set_param(probe, name, value: ParameterValue):

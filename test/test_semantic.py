@@ -117,16 +117,34 @@ def test_latest_frame_slot_drops_and_counts():
     assert slot.take(timeout=1.0) is None
 
 
-def test_planewise_bilinear_argmax_matches_one_multichannel_resize():
-    """The fast path for few classes gives the labels of upsampling every class at once and argmax."""
+def test_bilinear_argmax_matches_one_multichannel_resize():
+    """The fast path gives the labels of upsampling every class at once and argmax (random scores:
+    far more hard cells than real logits; test_label_upsampling checks real ones exactly)."""
     import cv2
 
-    from openpixel_ros.semantic import _bilinear_argmax_planewise
+    from openpixel_ros.label_upsampling import bilinear_argmax
     rng = np.random.default_rng(3)
     maps = (rng.normal(size=(11, 23, 31)) * 4).astype(np.float32)
     for hw in ((23, 31), (90, 120), (361, 479), (1080, 1920)):
         scores = cv2.resize(np.ascontiguousarray(maps.transpose(1, 2, 0)), hw[::-1], interpolation=cv2.INTER_LINEAR)
         expected = np.argmax(scores, axis=2)
-        got = _bilinear_argmax_planewise(maps, hw, np.uint8)
+        got = bilinear_argmax(maps, hw, np.uint8)
         assert got.dtype == np.uint8 and got.shape == hw
         assert (got == expected).mean() > 0.9999  # float rounding may only flip exact near-ties
+
+
+def test_onnxruntime_threads_do_not_spin_and_only_the_labels_output_is_fetched(tmp_path):
+    """Busy-waiting pool threads slowed the engine inside the node (docs/benchmarks.md), and the
+    default model's click features (3.7 MB a frame) were fetched for nothing."""
+    from openpixel_ros.engines import create_engine
+    from openpixel_ros.default_model import default_model_path
+
+    engine = create_engine("onnxruntime", default_model_path())
+    options = engine._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    feeds, _ = SemanticSegmenter(engine, engine.model_contract(default_model_path())).model_input.feeds(blocks())
+    every = engine.run(feeds)
+    assert set(every) == {"logits", "features_s4", "features_s8"}
+    only = engine.run_outputs(feeds, ["logits"])
+    assert set(only) == {"logits"}
+    np.testing.assert_array_equal(only["logits"], every["logits"])

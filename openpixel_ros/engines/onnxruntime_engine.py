@@ -33,7 +33,7 @@ class OnnxRuntimeEngine(Engine):
 
     backend = "onnxruntime"
 
-    def __init__(self, model_path, device: str = "cpu", threads: int = 0):
+    def __init__(self, model_path, device: str = "cpu", threads: int = 0, spinning: bool = False):
         try:
             import onnxruntime as ort
         except ImportError:  # pragma: no cover - onnxruntime is a runtime requirement
@@ -48,6 +48,10 @@ class OnnxRuntimeEngine(Engine):
         # frame for a model that always fails). Only FATAL gets through: a failure reaches the caller
         # as EngineError, whose one line the node logs rate-limited.
         options.log_severity_level = _ORT_FATAL
+        # ORT's pool threads busy-wait for work by default. Beside a node's executor, DDS and
+        # worker threads (and other processes) they steal the cores the work needs: on this 2-core
+        # machine the engine took 1.3-2x longer inside the node than alone (docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         device = device.lower()
         if device == "cpu":
             providers = ["CPUExecutionProvider"]
@@ -82,11 +86,15 @@ class OnnxRuntimeEngine(Engine):
         return self._device
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict:
+        return self.run_outputs(feeds, self._output_names)
+
+    def run_outputs(self, feeds: Mapping[str, np.ndarray], names) -> dict:
+        names = list(names)
         try:
-            values = self._session.run(self._output_names, dict(feeds), self._run_options)
+            values = self._session.run(names, dict(feeds), self._run_options)
         except Exception as exc:
             raise EngineError(f"onnxruntime inference failed: {str(exc).strip().splitlines()[0]}") from None
-        return dict(zip(self._output_names, values))
+        return dict(zip(names, values))
 
     def close(self) -> None:
         self._session = None

@@ -3,6 +3,11 @@
     python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx [--height H --width W | --dynamic]
     python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx --variants int8,fp16 --calib-images DIR
     python -m openpixel_ros.export --onnx X.onnx --engine X.engine --precision fp16 [--calib-images DIR] [--workspace MB]
+    python -m openpixel_ros.export --onnx X.onnx --frame-labels 1920x1080 [--engine X.labels.engine ...]
+
+``--frame-labels WxH`` writes ``X.frame_labels_WxH.onnx``: the model plus, inside the graph, the
+label image of a WxH camera frame (letterbox crop, bilinear resize, argmax, uint8), for GPU
+engines (export/frame_labels.py, docs/tensorrt.md); with ``--engine`` the engine is built from it.
 
 ``--variants`` writes ``X.int8.encoder.onnx`` (ONNX Runtime static quantization calibrated on
 ``--calib-images``) and/or ``X.fp16.encoder.onnx`` beside the FP32 encoder.
@@ -33,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated reduced-precision ONNX encoders to write beside the FP32 one: "
                         "int8 (ONNX Runtime static quantization, calibrated on --calib-images) and/or fp16")
     p.add_argument("--calib-count", type=int, default=64, help="INT8 calibration images used (default: 64)")
+    p.add_argument("--frame-labels", metavar="WxH", help="write X.frame_labels_WxH.onnx: labels of a WxH camera "
+                   "frame computed inside the graph (GPU engines return them instead of logits to upsample)")
     p.add_argument("--engine", help="TensorRT engine file to build from --onnx")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     p.add_argument("--calib-images", help="folder of images for INT8 calibration (ONNX Runtime and TensorRT)")
@@ -50,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
-    if not (args.checkpoint or args.engine or variants):
-        print("error: give --checkpoint (export ONNX), --variants (INT8/FP16 ONNX) and/or --engine (build TensorRT)",
-              file=sys.stderr)
+    if not (args.checkpoint or args.engine or variants or args.frame_labels):
+        print("error: give --checkpoint (export ONNX), --variants (INT8/FP16 ONNX), --frame-labels (labels in "
+              "the graph) and/or --engine (build TensorRT)", file=sys.stderr)
         return 2
     unknown = sorted(set(variants) - {"int8", "fp16"})
     if unknown:
@@ -76,6 +83,16 @@ def main(argv=None) -> int:
         except (ValueError, OSError, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+    if args.frame_labels:
+        from .frame_labels import add_frame_labels
+        try:
+            width, height = (int(v) for v in args.frame_labels.lower().split("x"))
+            path = add_frame_labels(args.onnx, (height, width))
+        except ValueError as exc:
+            print(f"error: --frame-labels {args.frame_labels}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {path} (labels of {width}x{height} frames in the graph)")
+        args.onnx = str(path)  # an engine built next comes from it
     if args.engine:
         from .tensorrt import run_cli as build_engine
         return build_engine(args)

@@ -43,6 +43,7 @@ from ..msg import AdaptationState
 from ..segmentor import Segmentor
 from ..srv import SegmentAtPoints
 from ..visualize import colorize, overlay
+from .image_cdr import CdrImage, cdr_image_to_rgb
 from .image_messages import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from . import class_metadata
 from .camera_info import CameraInfoRelay
@@ -176,9 +177,11 @@ class OpenPixelNode(Node):
             topic = self.resolve_topic_name("image") + "/compressed"
             self._sub = self.create_subscription(CompressedImage, topic, self._on_image, in_qos,
                                                  event_callbacks=events)
+        elif p("transport.raw_cdr"):  # the CDR bytes, pixels viewed in place (node/image_cdr.py)
+            self._sub = self.create_subscription(Image, "image", lambda data, info: self._on_image(
+                CdrImage(data), info), in_qos, event_callbacks=events, raw=True)
         else:
-            topic = "image"
-            self._sub = self.create_subscription(Image, topic, self._on_image, in_qos, event_callbacks=events)
+            self._sub = self.create_subscription(Image, "image", self._on_image, in_qos, event_callbacks=events)
 
         # -- state --
         self._slot = LatestFrameSlot()
@@ -225,7 +228,8 @@ class OpenPixelNode(Node):
         self.get_logger().info(
             f"model {self.segmentor.model_path} ({contract.num_classes} classes: "
             f"{', '.join(contract.classes[:6])}{', ...' if contract.num_classes > 6 else ''}) on "
-            f"{eng.backend}/{eng.device}; listening on {self._sub.topic_name} ({self._transport}, "
+            f"{eng.backend}/{eng.device}; listening on {self._sub.topic_name} ({self._transport}"
+            f"{' CDR' if self._transport == 'raw' and p('transport.raw_cdr') else ''}, "
             f"{p('qos.reliability')}, depth {p('qos.depth')}); mask classes "
             f"{[contract.classes[i] for i in self.segmentor.foreground_ids]}")
 
@@ -349,7 +353,11 @@ class OpenPixelNode(Node):
     def _decode(self, msg) -> np.ndarray:
         if self._transport == "compressed":
             return compressed_msg_to_rgb(msg, self._max_pixels)  # the header's size checked first
+        if isinstance(msg, CdrImage) and msg.error is not None:
+            raise msg.error  # a malformed CDR buffer: its own one-line reason
         check_pixels(msg.width, msg.height, self._max_pixels, f"{compact(msg.encoding)} frame")
+        if isinstance(msg, CdrImage):
+            return cdr_image_to_rgb(msg)
         return image_msg_to_rgb(msg)
 
     def _report_error(self, text: str) -> None:

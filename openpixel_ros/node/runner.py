@@ -7,6 +7,7 @@ import rclpy
 import rclpy.executors
 from rclpy.node import Node
 
+from .frame_memory import keep_frame_buffers
 from .startup import create_node_or_report
 from .supervision import exit_with_parent, exit_with_parent_requested
 from .usage import print_usage_if_requested
@@ -28,6 +29,7 @@ def run_node(make_node: Callable[[], Node], logger_name: str, args: Sequence[str
         return 0  # -h/--help: usage only, ROS is not started
     if exit_with_parent_requested():
         exit_with_parent()
+    keep_frame_buffers()  # frame-sized buffers reused, not mapped afresh per frame (frame_memory.py)
     node = create_node_or_report(make_node, logger_name, args)
     if node is None:
         return 1
