@@ -30,6 +30,7 @@ eval_clicks() {  # name, images folder, masks folder, extra args
         --json "bench/results/$name.json" "$@"
 }
 eval_clicks clicks_grabcut_clicknet "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel
+[[ "${SHIP_STOP_AFTER_MAIN:-0}" == 1 ]] && exit 0  # (the headline figure alone, e.g. before other jobs load the CPU)
 eval_clicks clicks_grabcut_clicknet_no_zoom "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel --zoom-in off
 eval_clicks clicks_grabcut_clicknet_bilinear "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel --refine none
 eval_clicks scribbles_grabcut_clicknet "$GRABCUT/images" "$GRABCUT/masks" --engine openpixel --protocol scribbles

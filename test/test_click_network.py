@@ -15,7 +15,7 @@ from openpixel_ros.default_model import MODELS_DIR, click_network_path  # noqa: 
 from openpixel_ros.eval.click_protocol import evaluate_sample, load_ground_truth  # noqa: E402
 from openpixel_ros.eval.common import load_rgb, pair_by_stem  # noqa: E402
 from openpixel_ros.export.click_network import export_click_network  # noqa: E402
-from openpixel_ros.interactive import ClickPrompt, create_prompt_engine  # noqa: E402
+from openpixel_ros.interactive import DEFAULT_PROMPT_ENGINE, ClickPrompt, create_prompt_engine  # noqa: E402
 from openpixel_ros.interactive.click_network_engine import ClickNetworkEngine  # noqa: E402
 from openpixel_ros.interactive.openpixel_engine import OpenPixelPromptEngine  # noqa: E402
 from openpixel_ros.model.click_network import ClickNetwork, ClickNetworkConfig, load_click_network_checkpoint  # noqa: E402
@@ -113,6 +113,17 @@ def test_a_click_network_checkpoint_is_not_taken_for_a_road_model(tmp_path):
         Trainer(road_config(tmp_path / "road")).resume(tmp_path / "last.pt")
 
 
+def test_the_committed_weights_start_a_longer_run_of_the_committed_recipe(tmp_path):
+    """config/train/click_network.weights.pt (the shipped run's last weights, no optimiser) is where a
+    longer schedule continues, on a fresh machine too."""
+    weights = REPO / "config" / "train" / "click_network.weights.pt"
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    config = load_config(REPO / "config" / "train" / "click_network.yaml")
+    assert saved["model_config"] == config.model.to_dict() and saved["step"] == config.train.max_steps
+    model = ClickNetwork(config.model)
+    model.load_state_dict(saved["model"])
+
+
 def test_a_longer_run_starts_from_a_finished_runs_weights(tmp_path):
     finished = Trainer(tiny_config(tmp_path / "first"))
     finished.run(max_steps=2, log=None)
@@ -169,6 +180,9 @@ def test_the_engine_feeds_the_prompt_maps_training_renders(tiny_network, tmp_pat
 
 
 def test_the_packaged_click_network_is_the_default_openpixel_engine():
+    # classical stays the node's default engine until the network beats it on GrabCut NoC@90
+    # (4.84 against 3.90, docs/interactive.md)
+    assert DEFAULT_PROMPT_ENGINE == "classical"
     path = click_network_path()
     for engine in (create_prompt_engine("openpixel"), Segmentor(prompt_engine="openpixel").prompt_engine):
         assert isinstance(engine, ClickNetworkEngine) and engine.model_path == path
@@ -211,9 +225,10 @@ def test_the_packaged_network_answers_clicks_boxes_scribbles_and_previous_masks(
     engine.close()
 
 
-# GrabCut images (of 50) reaching IoU 0.85 within three clicks: the issue-12 decoder 29, classical 38.
+# GrabCut images (of 50) reaching IoU 0.85 within three clicks (bench/results/clicks_grabcut_*.json): the
+# click network 35, the issue-12 decoder 29, classical 38. The bar keeps a margin of two images.
 DECODER_12_REACHED = 29
-BAR = 30
+BAR = 33
 
 
 def test_within_three_clicks_more_grabcut_objects_reach_085_than_with_the_issue_12_decoder():
