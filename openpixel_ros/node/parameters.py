@@ -132,7 +132,8 @@ NODE_PARAMETERS = (
               min=0.0, max=1000.0),
     # -- click prompts --
     ParamSpec("prompt_engine", "classical", "Engine for click prompts (~/segment_at_points, ~/click): classical "
-              "(no weights), sam (Segment-Anything-format ONNX pair) or openpixel.", read_only=True,
+              "(GrabCut, no weights; fewest clicks on large objects), sam (Segment-Anything-format ONNX pair) or openpixel "
+              "(the package's click network: ~15x faster, better on small objects; docs/interactive.md).", read_only=True,
               choices=("classical", "sam", "openpixel")),
     ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
               "beside it, see docs/interactive.md); for openpixel a click network (X.onnx, contract task click) "
