@@ -125,16 +125,28 @@ def _slow_requests(count):
 def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
     """Issue 17: with 8 calls queued, deactivate answered none (InvalidHandle) and clients waited
     forever. Now each gets an answer: computed, or success=false 'node deactivating'."""
+    from diagnostic_msgs.msg import DiagnosticArray
     from openpixel_ros.srv import SegmentAtPoints
-    proc = _start(ros_env, f"model_path:={model}", "click.queue_size:=16")
+    proc = _start(ros_env, f"model_path:={model}", "click.queue_size:=16", "diagnostics_period:=0.2")
     probe = Probe("test_lifecycle_calls")
     try:
+        diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         lc = Lifecycle(probe)
         assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.transition(Transition.TRANSITION_ACTIVATE)
         client = probe.node.create_client(SegmentAtPoints, "/openpixel/segment_at_points")
         assert client.wait_for_service(timeout_sec=20)
         futures = [client.call_async(r) for r in _slow_requests(8)]
-        probe.spin_until(lambda: any(f.done() for f in futures), timeout=0.3)  # the calls go out
+
+        def accepted() -> int:
+            for array in reversed(diagnostics):
+                for status in array.status:
+                    values = {kv.key: kv.value for kv in status.values}
+                    if "prompt_requests_accepted" in values:
+                        return int(values["prompt_requests_accepted"])
+            return 0
+        # A call still on the wire when the service goes is not the node's to answer: stop only once
+        # the node has accepted all 8 (under load a fixed wait let one arrive after the service went).
+        assert probe.spin_until(lambda: accepted() >= 8, timeout=30), f"the node accepted {accepted()} of 8 calls"
         transition_id = Transition.TRANSITION_DEACTIVATE if transition == "deactivate" else \
             Transition.TRANSITION_ACTIVE_SHUTDOWN
         assert lc.transition(transition_id)
