@@ -20,12 +20,12 @@ import torch
 
 from openpixel_ros.model.click_network import PROMPT_STRIDE, load_click_network_checkpoint
 from openpixel_ros.model.prompt_maps import PROMPT_CHANNELS, grid_size
+from openpixel_ros.interactive.click_network_engine import CLICK_TASK
 from openpixel_ros.model_contract import InputSpec, ModelContract, OutputSpec
 
 from .onnx_export import MIN_OPSET, export_module, parity, parse_metadata_options
 
 DEFAULT_SIZE = 320
-CLICK_TASK = "click"
 
 
 def click_network_contract(size: int, sigma: float, extra: Optional[dict] = None) -> ModelContract:

@@ -27,7 +27,7 @@ from ..model.prompt_maps import DEFAULT_SIGMA, PROMPT_CHANNELS, grid_size
 from ..model_contract import ContractError, ModelContract, load_contract
 from ..model_io import ModelInput
 from .base import PromptEngine
-from .openpixel_engine import REFINEMENTS, OpenPixelPromptEngine, _View
+from .openpixel_engine import OpenPixelPromptEngine, _View
 from .prompts import PromptError
 
 CLICK_TASK = "click"
@@ -55,12 +55,8 @@ class ClickNetworkEngine(OpenPixelPromptEngine):
     def __init__(self, network: Engine, contract: ModelContract, zoom_in: bool = True,
                  zoom_expansion: float = 1.4, refine: str = "guided"):
         # (OpenPixelPromptEngine.__init__ expects an encoder/decoder pair; the shared state is set here.)
-        if refine not in REFINEMENTS:
-            raise EngineError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
-        if not (np.isfinite(zoom_expansion) and zoom_expansion >= 1.0):
-            raise EngineError(f"zoom_expansion must be a finite number >= 1, not {zoom_expansion!r}")
         PromptEngine.__init__(self)
-        self.zoom_in, self.zoom_expansion, self.refine = bool(zoom_in), float(zoom_expansion), refine
+        self._set_view_options(zoom_in, zoom_expansion, refine)
         if contract.task != CLICK_TASK:
             raise EngineError(f"model task is {contract.task!r}, a click network's is {CLICK_TASK!r}")
         inputs = {i.name: i for i in network.inputs}

@@ -145,11 +145,7 @@ class OpenPixelPromptEngine(PromptEngine):
                  conditioning: Optional[np.ndarray] = None, zoom_in: bool = True, zoom_expansion: float = 1.4,
                  refine: str = "guided"):
         super().__init__()
-        if refine not in REFINEMENTS:
-            raise EngineError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
-        if not (np.isfinite(zoom_expansion) and zoom_expansion >= 1.0):
-            raise EngineError(f"zoom_expansion must be a finite number >= 1, not {zoom_expansion!r}")
-        self.zoom_in, self.zoom_expansion, self.refine = bool(zoom_in), float(zoom_expansion), refine
+        self._set_view_options(zoom_in, zoom_expansion, refine)
         self.encoder, self.decoder = encoder, decoder
         self.contract = contract
         SemanticSegmenter(encoder, contract)  # validates the contract against the encoder's graph
@@ -170,6 +166,14 @@ class OpenPixelPromptEngine(PromptEngine):
         self._zoom_encoder_ms = 0.0  # this prompt's window encoding (part of decoder_ms)
         self._full: Optional[_View] = None
         self._zoom: Optional[_View] = None
+
+    def _set_view_options(self, zoom_in: bool, zoom_expansion: float, refine: str) -> None:
+        """Zoom-in and boundary options, checked (shared with the click network's engine)."""
+        if refine not in REFINEMENTS:
+            raise EngineError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
+        if not (np.isfinite(zoom_expansion) and zoom_expansion >= 1.0):
+            raise EngineError(f"zoom_expansion must be a finite number >= 1, not {zoom_expansion!r}")
+        self.zoom_in, self.zoom_expansion, self.refine = bool(zoom_in), float(zoom_expansion), refine
 
     @classmethod
     def from_files(cls, encoder_path, decoder: Optional[str] = None, *, device: str = "cpu", threads: int = 0,

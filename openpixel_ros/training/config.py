@@ -171,27 +171,24 @@ def config_from_dict(data: dict) -> TrainConfig:
     classes = dict(_SECTIONS, model=ClickNetworkConfig if network == "click" else OpenPixelConfig)
     sections = {name: _build(cls, data.pop(name, None), name) for name, cls in classes.items()}
     sections["data"].background_classes = tuple(sections["data"].background_classes)
-    if network == "click":
-        return _check_click_network(TrainConfig(**data, **sections))
-    sections["model"].decoder_dilations = tuple(sections["model"].decoder_dilations)
+    if network == "openpixel":
+        sections["model"].decoder_dilations = tuple(sections["model"].decoder_dilations)
     config = TrainConfig(**data, **sections)
-    if config.data.kind not in ("synthetic", "folder", "objects"):
-        raise ConfigError(f"data.kind must be synthetic, folder or objects, not {config.data.kind!r}")
-    if config.data.kind == "folder" and not (config.data.images and config.data.labels):
-        raise ConfigError("data.kind folder needs data.images and data.labels")
-    if config.data.kind == "objects":
-        if not config.data.sources:
+    return _check_click_network(config) if network == "click" else _check_openpixel(config)
+
+
+def _check_shared(config: TrainConfig) -> None:
+    """The checks both networks' configurations need (data sources, clicks, optimiser, schedule, device,
+    augmentation)."""
+    d = config.data
+    if d.kind == "objects":
+        if not d.sources:
             raise ConfigError("data.kind objects needs data.sources")
-        for i, source in enumerate(config.data.sources):
+        for i, source in enumerate(d.sources):
             if not isinstance(source, dict) or "images" not in source:
                 raise ConfigError(f"data.sources[{i}] needs images and masks (or labels)")
             if "masks" not in source and not {"labels", "object_classes", "ignore_index"} <= set(source):
                 raise ConfigError(f"data.sources[{i}] needs masks, or labels with object_classes and ignore_index")
-        if not config.clicks.enabled or not config.train.freeze_encoder:
-            raise ConfigError("data.kind objects trains the click decoder only: it needs clicks.enabled "
-                              "and train.freeze_encoder (object masks carry no semantic classes)")
-    if config.train.freeze_encoder and not config.init_checkpoint:
-        raise ConfigError("train.freeze_encoder needs init_checkpoint: a frozen random encoder learns nothing")
     for name in ("scribble_prob", "previous_mask_dropout"):
         if not 0.0 <= getattr(config.clicks, name) <= 1.0:
             raise ConfigError(f"clicks.{name} must be in [0, 1]")
@@ -199,15 +196,8 @@ def config_from_dict(data: dict) -> TrainConfig:
         raise ConfigError(f"optimizer.name must be adamw or sgd, not {config.optimizer.name!r}")
     if config.schedule.name not in ("poly", "cosine", "constant"):
         raise ConfigError(f"schedule.name must be poly, cosine or constant, not {config.schedule.name!r}")
-    if config.model.conditioning_size not in (0, CONDITIONING_SIZE):
-        raise ConfigError(f"model.conditioning_size must be 0 or {CONDITIONING_SIZE} (the lighting adaptation's "
-                          "conditioning vector, which the trainer computes for every sample)")
     if config.train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto, cpu or cuda, not {config.train.device!r}")
-    if config.train.freeze_backbone_bn and not config.pretrained_tflite:
-        raise ConfigError("train.freeze_backbone_bn needs pretrained_tflite: a random backbone "
-                          "would train with identity BatchNorm")
-    d = config.data
     if (d.crop_height is None) != (d.crop_width is None):
         raise ConfigError("data.crop_height and data.crop_width go together")
     if not 0 < d.scale_min <= d.scale_max:
@@ -215,6 +205,27 @@ def config_from_dict(data: dict) -> TrainConfig:
     for name in ("lighting_prob", "correction_prob", "conditioning_dropout"):
         if not 0.0 <= getattr(d, name) <= 1.0:
             raise ConfigError(f"data.{name} must be in [0, 1]")
+
+
+def _check_openpixel(config: TrainConfig) -> TrainConfig:
+    """``network: openpixel``: the road network's semantic head and/or its late-fusion click decoder."""
+    d = config.data
+    if d.kind not in ("synthetic", "folder", "objects"):
+        raise ConfigError(f"data.kind must be synthetic, folder or objects, not {d.kind!r}")
+    if d.kind == "folder" and not (d.images and d.labels):
+        raise ConfigError("data.kind folder needs data.images and data.labels")
+    _check_shared(config)
+    if d.kind == "objects" and (not config.clicks.enabled or not config.train.freeze_encoder):
+        raise ConfigError("data.kind objects trains the click decoder only: it needs clicks.enabled "
+                          "and train.freeze_encoder (object masks carry no semantic classes)")
+    if config.train.freeze_encoder and not config.init_checkpoint:
+        raise ConfigError("train.freeze_encoder needs init_checkpoint: a frozen random encoder learns nothing")
+    if config.model.conditioning_size not in (0, CONDITIONING_SIZE):
+        raise ConfigError(f"model.conditioning_size must be 0 or {CONDITIONING_SIZE} (the lighting adaptation's "
+                          "conditioning vector, which the trainer computes for every sample)")
+    if config.train.freeze_backbone_bn and not config.pretrained_tflite:
+        raise ConfigError("train.freeze_backbone_bn needs pretrained_tflite: a random backbone "
+                          "would train with identity BatchNorm")
     if config.train.validate_every and d.kind == "objects":
         raise ConfigError("train.validate_every scores semantic classes; kind objects has none "
                           "(score click checkpoints with eval clicks)")
@@ -232,27 +243,12 @@ def _check_click_network(config: TrainConfig) -> TrainConfig:
     """``network: click`` trains the whole early-fusion click network on object masks."""
     if config.data.kind not in ("objects", "synthetic"):
         raise ConfigError("network click trains on object masks: data.kind objects (or synthetic)")
-    if config.data.kind == "objects" and not config.data.sources:
-        raise ConfigError("data.kind objects needs data.sources")
+    _check_shared(config)
     if not config.clicks.enabled:
         raise ConfigError("network click needs clicks.enabled")
     if config.train.freeze_encoder or config.train.validate_every:
         raise ConfigError("network click takes neither train.freeze_encoder nor train.validate_every "
                           "(it trains whole; score it with eval clicks)")
-    for name in ("scribble_prob", "previous_mask_dropout"):
-        if not 0.0 <= getattr(config.clicks, name) <= 1.0:
-            raise ConfigError(f"clicks.{name} must be in [0, 1]")
-    if config.optimizer.name not in ("adamw", "sgd"):
-        raise ConfigError(f"optimizer.name must be adamw or sgd, not {config.optimizer.name!r}")
-    if config.schedule.name not in ("poly", "cosine", "constant"):
-        raise ConfigError(f"schedule.name must be poly, cosine or constant, not {config.schedule.name!r}")
-    if config.train.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"train.device must be auto, cpu or cuda, not {config.train.device!r}")
-    d = config.data
-    if (d.crop_height is None) != (d.crop_width is None):
-        raise ConfigError("data.crop_height and data.crop_width go together")
-    if not 0 < d.scale_min <= d.scale_max:
-        raise ConfigError("data.scale_min and scale_max must satisfy 0 < scale_min <= scale_max")
     return config
 
 

@@ -322,14 +322,13 @@ class Trainer:
         cfg = self.config
         images, labels, _, objects = self._batch(rng)
         keep = [i for i, o in enumerate(objects) if o is not None]
-        if not keep:
-            self.scheduler.step()
-            self.step += 1
+        if not keep:  # no object in the batch: nothing to learn
+            self._optimise(None)
             return {"total": 0.0}
         gts = [objects[i] for i in keep]
         ignore = [labels[i] == cfg.data.ignore_index for i in keep]
-        # Contiguous NCHW: a channels-last view made oneDNN's results vary at the last bit from run
-        # to run, which flipped simulated clicks and broke exact resume.
+        # Contiguous NCHW (fancy indexing keeps the stacked batch's channels-last strides, for which
+        # oneDNN picks other kernels, with other last bits): the layout the shipped run trained with.
         image_t = torch.from_numpy(np.ascontiguousarray(images[keep])).to(self.device)
         input_hw = images.shape[2:]
         clicks, strokes = self._start_prompts(gts, ignore, rng)
@@ -348,12 +347,18 @@ class Trainer:
         target = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32)).to(self.device)
         valid = torch.from_numpy(~np.stack(ignore)[:, None]).float().to(self.device)
         losses = click_mask_loss(mask_logits, score, target, cfg.loss, valid)
+        self._optimise(losses["total"])
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _optimise(self, loss: Optional[torch.Tensor]) -> None:
+        """End a step: back-propagate ``loss`` and update (None: nothing to learn), then advance the
+        schedule and the step either way."""
         self.optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        self.optimizer.step()
+        if loss is not None:
+            loss.backward()
+            self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {k: float(v.detach()) for k, v in losses.items()}
 
     def train_step(self) -> dict:
         """Run one optimisation step; returns its losses (floats)."""
@@ -413,12 +418,8 @@ class Trainer:
             losses.update({k: v for k, v in mask_terms.items() if k != "total"})
             total = total + mask_terms["total"]
 
-        self.optimizer.zero_grad(set_to_none=True)
-        if total.requires_grad:  # (a frozen encoder with no click object in the batch: nothing to learn)
-            total.backward()
-            self.optimizer.step()
-        self.scheduler.step()
-        self.step += 1
+        # (a frozen encoder with no click object in the batch: nothing to learn)
+        self._optimise(total if total.requires_grad else None)
         out = {k: float(v.detach()) for k, v in losses.items() if k != "total"}  # (syncs the device)
         out["total"] = float(total.detach())
         return out
