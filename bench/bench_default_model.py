@@ -1,6 +1,6 @@
 """The packaged default model (OpenPixel road) in FP32, INT8 and FP16: size, CPU latency, accuracy.
 
-    .venv/bin/python bench/bench_default_model.py [--repeats 50] [--threads 2] [--limit N]
+    .venv/bin/python bench/bench_default_model.py [--repeats 50] [--threads 2] [--limit N] [--candidate X.encoder.onnx]
 
 Per format, in one run on this machine:
 
@@ -13,7 +13,9 @@ Per format, in one run on this machine:
 
 FP32 is the baseline the other formats are compared with in the same run. FP16 is written
 on the fly from the FP32 encoder (it is for GPUs; ONNX Runtime's CPU provider runs it
-through casts). Writes bench/results/default_model.json and prints a table.
+through casts). ``--candidate`` adds a new road model's FP32 encoder (a training run's export, before it
+ships) to the same run, so it is measured against the packaged model on the same machine and load.
+Writes bench/results/default_model.json (with a candidate: default_model_candidate.json) and prints a table.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, print_table, time_ms, write_results  # noqa: E402
+from common import SHARED, print_table, time_interleaved, write_results  # noqa: E402
 
 CAMVID_VAL = SHARED / "datasets" / "camvid" / "val"
 CAMVID_VAL_LABELS = SHARED / "datasets" / "camvid" / "valannot"
@@ -36,6 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="score only the first N val images")
+    parser.add_argument("--candidate", type=Path, default=None,
+                        help="a new road model's FP32 encoder (X.encoder.onnx) to measure beside the packaged one")
     args = parser.parse_args(argv)
 
     import cv2
@@ -52,6 +56,10 @@ def main(argv=None) -> int:
     (scratch / "openpixel_road.decoder.onnx").symlink_to(MODELS_DIR / "openpixel_road.decoder.onnx")
     convert_fp16(fp32, fp16)
     formats = {"fp32": fp32, "int8": packaged_model_path("openpixel_road.int8"), "fp16": fp16}
+    if args.candidate is not None:
+        if not args.candidate.is_file():
+            parser.error(f"--candidate {args.candidate}: no such file")
+        formats["candidate"] = args.candidate
 
     pairs = pair_by_stem(CAMVID_VAL, CAMVID_VAL_LABELS, args.limit) if CAMVID_VAL.is_dir() else []
     if pairs:
@@ -60,20 +68,27 @@ def main(argv=None) -> int:
         import skimage.data
         frame = cv2.resize(skimage.data.astronaut(), (480, 360))
 
-    results, fp32_labels = {}, {}
+    sessions, segmentors = {}, {}
     for name, path in formats.items():
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feeds = {"image": np.random.default_rng(0).uniform(-1, 1, (1, 3, 360, 480)).astype(np.float32),
-                 "conditioning": np.zeros((1, 10), np.float32)}
-        encoder = time_ms(lambda: session.run(["logits"], feeds), args.repeats)
-        segmentor = Segmentor(path, threads=args.threads)
-        per_frame = time_ms(lambda: segmentor.segment(frame), args.repeats)
+        sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        segmentors[name] = Segmentor(path, threads=args.threads)
+    feeds = {"image": np.random.default_rng(0).uniform(-1, 1, (1, 3, 360, 480)).astype(np.float32),
+             "conditioning": np.zeros((1, 10), np.float32)}
+    # Interleaved: one call of each format in turn, so that they share whatever load the machine has.
+    encoder_ms = time_interleaved({name: (lambda s=s: s.run(["logits"], feeds)) for name, s in sessions.items()},
+                                  args.repeats)
+    segment_ms = time_interleaved({name: (lambda s=s: s.segment(frame)) for name, s in segmentors.items()},
+                                  args.repeats)
+
+    results, fp32_labels = {}, {}
+    for name, path in formats.items():
+        segmentor = segmentors[name]
         entry = {"file": path.name, "encoder_mb": round(path.stat().st_size / 1e6, 3),
-                 "encoder_ms": encoder, "segment_ms": per_frame}
+                 "encoder_ms": encoder_ms[name], "segment_ms": segment_ms[name]}
         if pairs:
             matrix = ConfusionMatrix(11, 11)
             agree = total = 0
@@ -104,7 +119,7 @@ def main(argv=None) -> int:
     print_table(f"OpenPixel road at 480x360, ONNX Runtime CPU, {args.threads} threads "
                 f"(decoder {decoder_mb:.2f} MB, shared)",
                 ["format", "encoder MB", "encoder ms", "segment ms", "val mIoU", "kept", "agree px"], rows)
-    path = write_results("default_model", {"threads": args.threads, "repeats": args.repeats,
+    path = write_results("default_model_candidate" if args.candidate else "default_model", {"threads": args.threads, "repeats": args.repeats,
                                            "decoder_mb": round(decoder_mb, 3), "formats": results})
     print(f"\nwrote {path}")
     return 0

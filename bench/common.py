@@ -53,6 +53,25 @@ def time_ms(fn, repeats: int, warmup: int = 3) -> dict:
             "p90_ms": round(float(np.percentile(samples, 90)), 4), "repeats": repeats}
 
 
+def time_interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict:
+    """``time_ms`` for several callables, one call of each in turn per repeat, so that a load which
+    comes and goes (a training run, another process) weighs on every one of them alike."""
+    import time
+
+    import numpy as np
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: {"median_ms": round(float(np.median(s)), 4), "p90_ms": round(float(np.percentile(s, 90)), 4),
+                   "repeats": repeats} for name, s in samples.items()}
+
+
 def print_table(title: str, header: list, rows: list) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     print(f"\n{title}")

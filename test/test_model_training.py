@@ -109,6 +109,12 @@ def test_example_config_is_valid():
     ({"data": {"kind": "folder"}}, "needs data.images"),
     ({"optimizer": {"name": "lbfgs"}}, "optimizer.name"),
     ({"model_info": {"classes": ["a", "b"]}}, "classes"),
+    ({"data": {"kind": "synthetic", "extra_folders": [{"images": "a", "labels": "b"}]}}, "folder only"),
+    ({"data": {"kind": "folder", "images": "a", "labels": "b", "extra_folders": [{"images": "c"}]}},
+     r"extra_folders\[0\] needs images and labels"),
+    ({"data": {"kind": "folder", "images": "a", "labels": "b", "val_images": "v", "val_labels": "w",
+               "extra_folders": [{"images": "v", "labels": "w"}]}, "train": {"validate_every": 10}},
+     "validate_every to 0"),
 ])
 def test_configuration_errors_are_named(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -124,6 +130,27 @@ def test_synthetic_data_is_deterministic_and_objects_are_components():
     obj = pick_object(labels, np.random.default_rng(0), ignore_index=255)
     assert obj is not None and obj.any() and len(np.unique(labels[obj])) == 1 and labels[obj][0] != 0
     assert pick_object(np.zeros((4, 4), np.uint8), np.random.default_rng(0), 255) is None
+
+
+def test_extra_folders_are_trained_on_after_the_main_folder(tmp_path):
+    """The train+val run: data.extra_folders joins more label folders to data.images/labels."""
+    import cv2
+
+    from openpixel_ros.training.data import make_dataset
+
+    for folder, value in (("train", 1), ("val", 2)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / f"{folder}annot").mkdir()
+        for stem in ("a", "b", "c")[:value + 1]:
+            cv2.imwrite(str(tmp_path / folder / f"{stem}.png"), np.full((12, 16, 3), 10 * value, np.uint8))
+            cv2.imwrite(str(tmp_path / f"{folder}annot" / f"{stem}.png"), np.full((12, 16), value, np.uint8))
+    config = config_from_dict({"data": {
+        "kind": "folder", "images": str(tmp_path / "train"), "labels": str(tmp_path / "trainannot"),
+        "extra_folders": [{"images": str(tmp_path / "val"), "labels": str(tmp_path / "valannot")}],
+        "height": 6, "width": 8}})
+    data = make_dataset(config.data, num_classes=3, seed=0)
+    assert len(data) == 2 + 3
+    assert [int(data[i][1][0, 0]) for i in range(len(data))] == [1, 1, 2, 2, 2]
 
 
 def test_label_folder_reads_camvid():

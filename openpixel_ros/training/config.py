@@ -56,6 +56,9 @@ class DataConfig:
     val_images: Optional[str] = None  # held-out folder scored every train.validate_every steps
     # (the synthetic kind validates on other generated samples)
     val_labels: Optional[str] = None
+    # folder kind: more {images, labels} folders trained on beside images/labels (e.g. CamVid val for the
+    # final train+val run, which then validates on nothing: it picks no checkpoint on data it saw)
+    extra_folders: list = field(default_factory=list)
     num_samples: int = 16  # synthetic kind
     height: int = 64  # images are resized to this size first (validation runs at it)
     width: int = 64
@@ -214,6 +217,14 @@ def _check_openpixel(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"data.kind must be synthetic, folder or objects, not {d.kind!r}")
     if d.kind == "folder" and not (d.images and d.labels):
         raise ConfigError("data.kind folder needs data.images and data.labels")
+    if d.extra_folders and d.kind != "folder":
+        raise ConfigError("data.extra_folders adds label folders to data.kind folder only")
+    for i, extra in enumerate(d.extra_folders):
+        if not isinstance(extra, dict) or not (extra.get("images") and extra.get("labels")):
+            raise ConfigError(f"data.extra_folders[{i}] needs images and labels")
+        if config.train.validate_every and extra["images"] == d.val_images:
+            raise ConfigError(f"data.extra_folders[{i}] trains on the validation folder: set train.validate_every "
+                              "to 0 (a run cannot be scored on what it trains on)")
     _check_shared(config)
     if d.kind == "objects" and (not config.clicks.enabled or not config.train.freeze_encoder):
         raise ConfigError("data.kind objects trains the click decoder only: it needs clicks.enabled "

@@ -191,7 +191,10 @@ def make_dataset(config: DataConfig, num_classes: int, seed: int):
         return SyntheticShapes(config.num_samples, config.height, config.width, num_classes, seed)
     if config.kind == "objects":
         return make_object_sources(config)
-    return LabelFolder(config.images, config.labels, config.height, config.width, config.cache)
+    folders = [LabelFolder(config.images, config.labels, config.height, config.width, config.cache)]
+    folders += [LabelFolder(extra["images"], extra["labels"], config.height, config.width, config.cache)
+                for extra in config.extra_folders]
+    return folders[0] if len(folders) == 1 else ConcatSources(folders)
 
 
 def make_validation_set(config: DataConfig, num_classes: int, seed: int):
