@@ -77,6 +77,32 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert resumed.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
 
 
+def test_weights_only_resume_point_continues_the_schedule_repeatably(tmp_path):
+    """A run that spans machines commits a weights-only point (--write-resume-point); --resume from it
+    restores the weights, the step and the learning rate of the schedule, and two resumes agree."""
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "run")}))
+    assert train_main(["--config", str(config_path), "--max-steps", "2"]) == 0
+    point = tmp_path / "committed" / "run.weights.pt"
+    assert train_main(["--config", str(config_path), "--write-resume-point", str(point)]) == 0
+    saved = torch.load(point, weights_only=True)
+    assert saved["step"] == 2 and "optimizer" not in saved and "rng" not in saved
+    assert point.stat().st_size < (tmp_path / "run" / "last.pt").stat().st_size / 2
+
+    straight = Trainer(tiny_config(tmp_path / "straight"))
+    straight.run(max_steps=2, log=None)
+    histories = []
+    for name in ("a", "b"):
+        resumed = Trainer(tiny_config(tmp_path / name))
+        resumed.resume(point)
+        assert resumed.step == 2
+        assert resumed.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
+        weights = resumed.model.state_dict()
+        assert all(torch.equal(weights[k], v) for k, v in straight.model.state_dict().items())
+        histories.append([h["total"] for h in resumed.run(max_steps=4, log=None)])
+    assert len(histories[0]) == 2 and histories[0] == histories[1]
+
+
 def test_resume_refuses_another_architecture(tmp_path):
     Trainer(tiny_config(tmp_path)).save_checkpoint()
     other = copy.deepcopy(TINY)

@@ -194,6 +194,26 @@ class Trainer:
         return torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
 
     # -- checkpoints ------------------------------------------------------------------
+    def resume_point(self) -> dict:
+        """The weights-only resume point (a third of a checkpoint's size) that is committed at one fixed
+        path when a run spans machines: the weights and the step. A run resumed from it follows the
+        same schedule, but its optimiser moments and random streams start afresh: close, not bit for bit."""
+        ckpt = self.checkpoint()
+        return {k: ckpt[k] for k in ("format", "model_config", "model_info", "train_config", "model", "step",
+                                     "epoch", "best_miou")}
+
+    def _continue_schedule_at(self, step: int) -> None:
+        self.step = step
+        self.scheduler.last_epoch = step
+        for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                          self.scheduler.lr_lambdas):
+            group["lr"] = base_lr * factor(step)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        seed = self.config.seed + step  # random streams from the point, so a resume from it is repeatable
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
     def checkpoint(self) -> dict:
         """Everything a resume needs, in types ``torch.load(weights_only=True)`` accepts."""
         np_state = np.random.get_state(legacy=False)
@@ -224,13 +244,17 @@ class Trainer:
         return path
 
     def resume(self, path) -> None:
-        """Restore model, optimiser, scheduler, step and RNG states from a checkpoint."""
+        """Restore model, optimiser, scheduler, step and RNG states from a checkpoint (exact), or
+        model, step and schedule from a weights-only resume point (see ``resume_point``)."""
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt.get("format") != self.checkpoint_format:
             raise ValueError(f"{path} is not an OpenPixel checkpoint of this kind ({self.checkpoint_format})")
         if ckpt["model_config"] != self.config.model.to_dict():
             raise ValueError(f"{path} was trained with another model configuration")
         self.model.load_state_dict(ckpt["model"])
+        if "optimizer" not in ckpt:
+            self._continue_schedule_at(int(ckpt["step"]))
+            return
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step = int(ckpt["step"])
@@ -523,12 +547,24 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", help="checkpoint to resume from, or 'auto' for <output_dir>/last.pt if present")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     parser.add_argument("--output-dir", help="override the configuration's output_dir")
+    parser.add_argument("--write-resume-point", metavar="PATH",
+                        help="write <output_dir>/last.pt's weights and step to PATH (weights only, to commit when "
+                             "a run spans machines; --resume PATH continues from it) and exit")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         if args.output_dir:
             config.output_dir = args.output_dir
         trainer = Trainer(config)
+        if args.write_resume_point:
+            last = Path(config.output_dir) / "last.pt"
+            if not last.is_file():
+                raise FileNotFoundError(f"no checkpoint to take a resume point from: {last}")
+            trainer.resume(last)
+            Path(args.write_resume_point).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(trainer.resume_point(), args.write_resume_point)
+            print(f"wrote {args.write_resume_point} (step {trainer.step}, weights only)")
+            return 0
         if args.resume:
             path = Path(config.output_dir) / "last.pt" if args.resume == "auto" else Path(args.resume)
             if path.is_file():
