@@ -5,7 +5,7 @@ File (``python -m openpixel_ros.export.click_network --checkpoint X.pt --onnx X.
 
 * inputs ``image`` ``[1,3,S,S]`` (the contract's input transform, as for semantic models)
   and ``prompts`` ``[1,4,ceil(S/2),ceil(S/2)]``: the prompt maps of
-  :func:`~openpixel_ros.model.prompt_maps.render_prompt_maps` on the stem's grid
+  :func:`~openpixel_ros.inference.prompt_maps.render_prompt_maps` on the stem's grid
   (``prompt_stride`` 2, ``click_sigma`` in input pixels);
 * outputs ``mask_logits`` ``[1,1,ceil(S/4),ceil(S/4)]`` and ``score`` ``[1,1]`` (a logit of
   the predicted IoU).
@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 
 from ..engines import Engine, EngineError, create_engine
-from ..model.prompt_maps import DEFAULT_SIGMA, PROMPT_CHANNELS, grid_size
+from ..inference.prompt_maps import DEFAULT_SIGMA, PROMPT_CHANNELS, grid_size
 from ..model_contract import ContractError, ModelContract, load_contract
 from ..model_io import ModelInput
 from .base import PromptEngine

@@ -10,7 +10,7 @@ Files (``python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx``):
   ``openpixel-prompt-decoder/1`` (the click Gaussian's ``click_sigma``).
 
 Per frame the encoder runs once; per click this engine renders the prompt maps
-(:func:`openpixel_ros.model.prompt_maps.render_prompt_maps`, on the 1/4 grid),
+(:func:`openpixel_ros.inference.prompt_maps.render_prompt_maps`, on the 1/4 grid),
 runs the decoder and maps its logits back onto the frame; the frame <-> model
 geometry both ways is :class:`~openpixel_ros.model_io.ModelInput`'s.
 
@@ -35,7 +35,7 @@ from typing import Optional
 import numpy as np
 
 from ..engines import Engine, EngineError, create_engine
-from ..model.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE, grid_size, render_prompt_maps
+from ..inference.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE, grid_size, render_prompt_maps
 from ..model_contract import METADATA_KEY, ContractError, load_contract
 from ..model_io import ModelInput, Placement
 from .boundary import refine_probability
