@@ -25,9 +25,9 @@ import numpy as np
 from ..engines import Engine, EngineError, create_engine
 from ..inference.prompt_maps import DEFAULT_SIGMA, PROMPT_CHANNELS, grid_size
 from ..model_contract import ContractError, ModelContract, load_contract
-from ..model_io import ModelInput
+from ..model_io import ModelInput, View
 from .base import PromptEngine
-from .openpixel_engine import OpenPixelPromptEngine, _View
+from .openpixel_engine import OpenPixelPromptEngine, _Encoding
 from .prompts import PromptError
 
 CLICK_TASK = "click"
@@ -101,12 +101,12 @@ class ClickNetworkEngine(OpenPixelPromptEngine):
     def set_conditioning(self, conditioning) -> None:
         """The click network takes no lighting conditioning: ignored (the frame cache stays)."""
 
-    def _encode(self, rgb: np.ndarray, window: tuple) -> _View:
-        tensor, placement = self.model_input.tensor(rgb)  # the per-frame (per-window) work: the input transform
-        return _View((tensor,), placement, window)
+    def _encode(self, view: View) -> _Encoding:
+        tensor, _ = self.model_input.tensor(view.crop(self._image))  # the per-frame (per-window) work
+        return _Encoding((tensor,), view)
 
-    def _run(self, view: _View, prompts: np.ndarray) -> dict:
-        return self.network.run({self.contract.input.name: view.features[0], "prompts": prompts})
+    def _run(self, encoding: _Encoding, prompts: np.ndarray) -> dict:
+        return self.network.run({self.contract.input.name: encoding.features[0], "prompts": prompts})
 
     def close(self) -> None:
         self._image = self._key = None
