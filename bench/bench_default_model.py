@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     from openpixel_ros.default_model import MODELS_DIR, packaged_model_path
-    from openpixel_ros.eval.common import ConfusionMatrix, load_labels, pair_by_stem
+    from openpixel_ros.eval.common import load_labels, pair_by_stem
+    from openpixel_ros.inference.confusion_matrix import ConfusionMatrix
     from openpixel_ros.export.quantize import convert_fp16
     from openpixel_ros.segmentor import Segmentor
 

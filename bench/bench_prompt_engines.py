@@ -34,10 +34,12 @@ from common import SHARED, print_table, write_results  # noqa: E402
 
 from openpixel_ros.engines import Engine  # noqa: E402
 from openpixel_ros.engines.onnxruntime_engine import OnnxRuntimeEngine  # noqa: E402
-from openpixel_ros.eval.click_protocol import load_ground_truth, next_click  # noqa: E402
+from openpixel_ros.eval.click_protocol import next_click  # noqa: E402
+from openpixel_ros.inference.ground_truth import load_ground_truth  # noqa: E402
 from openpixel_ros.eval.common import load_rgb, pair_by_stem  # noqa: E402
 from openpixel_ros.interactive import ClickPrompt, create_prompt_engine  # noqa: E402
-from openpixel_ros.interactive.sam_onnx import SamOnnxEngine, decoder_path_for  # noqa: E402
+from openpixel_ros.interactive.base import decoder_path_for  # noqa: E402
+from openpixel_ros.interactive.sam_onnx import SamOnnxEngine  # noqa: E402
 
 
 class CountingEngine(Engine):

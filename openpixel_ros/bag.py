@@ -147,7 +147,7 @@ class BagSegmenter:
         from rosbags.highlevel import AnyReader
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        from .eval.common import ConfusionMatrix
+        from .inference.confusion_matrix import ConfusionMatrix
         from .visualize import overlay
 
         contract = self.segmentor.contract

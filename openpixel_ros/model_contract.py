@@ -68,7 +68,7 @@ class InputSpec:
     scale: float = 1.0 / 255.0
     mean: tuple = (0.0, 0.0, 0.0)
     std: tuple = (1.0, 1.0, 1.0)
-    resize: str = "stretch"  # or "letterbox" (keeps aspect ratio, pads)
+    resize: str = "stretch"  # or "letterbox" (keeps aspect ratio, pads all round), "longest" (pads bottom-right)
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,8 @@ def parse_contract(data: Mapping) -> ModelContract:
         raise ContractError(f"input layout {input_spec.layout!r} is not NCHW or NHWC")
     if input_spec.color_order not in ("rgb", "bgr"):
         raise ContractError(f"color_order {input_spec.color_order!r} is not rgb or bgr")
-    if input_spec.resize not in ("stretch", "letterbox"):
-        raise ContractError(f"resize {input_spec.resize!r} is not stretch or letterbox")
+    if input_spec.resize not in ("stretch", "letterbox", "longest"):
+        raise ContractError(f"resize {input_spec.resize!r} is not stretch, letterbox or longest")
     if len(input_spec.mean) != 3 or len(input_spec.std) != 3 or min(input_spec.std) <= 0:
         raise ContractError("mean and std need 3 values each, std > 0")
     if output_spec.kind not in ("logits", "probability"):

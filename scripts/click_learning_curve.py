@@ -24,7 +24,8 @@ GRABCUT = REPO.parent / "shared" / "datasets" / "grabcut"
 
 
 def evaluate_checkpoint(checkpoint: Path, pairs, folder: Path, max_clicks: int, threads: int) -> dict:
-    from openpixel_ros.eval.click_protocol import evaluate_sample, load_ground_truth, summarize
+    from openpixel_ros.eval.click_protocol import evaluate_sample, summarize
+    from openpixel_ros.inference.ground_truth import load_ground_truth
     from openpixel_ros.eval.common import load_rgb
     from openpixel_ros.export.onnx_export import export_openpixel
     from openpixel_ros.interactive import create_prompt_engine

@@ -14,7 +14,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from conftest import shared_path
 from onnx_models import linear_classifier
-from openpixel_ros.eval.common import ConfusionMatrix, load_labels, load_rgb, pair_by_stem
+from openpixel_ros.eval.common import load_labels, load_rgb, pair_by_stem
+from openpixel_ros.inference.confusion_matrix import ConfusionMatrix
 from openpixel_ros.image_codec import decode_raw, encode_compressed
 from openpixel_ros.segmentor import Segmentor
 

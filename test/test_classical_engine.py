@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from openpixel_ros.eval.click_protocol import evaluate_sample, iou, load_ground_truth
+from openpixel_ros.eval.click_protocol import evaluate_sample, iou
+from openpixel_ros.inference.ground_truth import load_ground_truth
 from openpixel_ros.eval.common import load_rgb, pair_by_stem
 from openpixel_ros.interactive import ClickPrompt, create_prompt_engine
 

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import shared_path
 from openpixel_ros.default_model import MODELS_DIR, default_model_path
-from openpixel_ros.eval.click_protocol import evaluate_sample, load_ground_truth
+from openpixel_ros.eval.click_protocol import evaluate_sample
+from openpixel_ros.inference.ground_truth import load_ground_truth
 from openpixel_ros.eval.common import load_rgb, pair_by_stem
 from openpixel_ros.interactive import create_prompt_engine
 from openpixel_ros.interactive.openpixel_engine import OpenPixelPromptEngine

@@ -16,10 +16,10 @@ from openpixel_ros.interactive import DEFAULT_PROMPT_ENGINE, ClickPrompt, create
 from openpixel_ros.interactive.click_network_engine import ClickNetworkEngine  # noqa: E402
 from openpixel_ros.interactive.openpixel_engine import OpenPixelPromptEngine  # noqa: E402
 from openpixel_ros.model.click_network import ClickNetwork, ClickNetworkConfig, load_click_network_checkpoint  # noqa: E402
-from openpixel_ros.model.prompt_maps import render_prompt_maps  # noqa: E402
+from openpixel_ros.inference.prompt_maps import render_prompt_maps  # noqa: E402
 from openpixel_ros.model_contract import load_contract  # noqa: E402
 from openpixel_ros.segmentor import Segmentor  # noqa: E402
-from openpixel_ros.training.click_simulation import Click  # noqa: E402
+from openpixel_ros.inference.click_simulation import Click  # noqa: E402
 from openpixel_ros.training.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from openpixel_ros.training.train import Trainer  # noqa: E402
 

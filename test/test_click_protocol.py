@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from openpixel_ros.eval.__main__ import main as eval_main
-from openpixel_ros.eval.click_protocol import (evaluate_sample, iou, load_ground_truth, next_click, noc,
-                                               split_ground_truth, summarize)
+from openpixel_ros.eval.click_protocol import evaluate_sample, iou, next_click, noc, summarize
+from openpixel_ros.inference.ground_truth import load_ground_truth, split_ground_truth
 from openpixel_ros.interactive import PromptResult
 from openpixel_ros.interactive.base import PromptEngine
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openpixel_ros.training.click_simulation import (first_click, interior_distance, next_click,
+from openpixel_ros.inference.click_simulation import (first_click, interior_distance, next_click,
                                                      random_initial_clicks)
 
 

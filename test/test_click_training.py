@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
-from openpixel_ros.training.click_simulation import Scribble, interior_distance, next_scribble, scribble_in  # noqa: E402
+from openpixel_ros.inference.click_simulation import Scribble, interior_distance, next_scribble, scribble_in  # noqa: E402
 from openpixel_ros.training.config import ConfigError, config_from_dict  # noqa: E402
 from openpixel_ros.training.data import (WHOLE_OBJECT, ClassObjects, LabelFolder, ObjectMaskFolder,  # noqa: E402
                                          make_dataset, pick_object)

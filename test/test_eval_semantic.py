@@ -13,7 +13,8 @@ from PIL import Image
 from conftest import REPO, shared_path
 from onnx_models import expected_linear_labels, linear_classifier
 from openpixel_ros.eval.__main__ import main as eval_main
-from openpixel_ros.eval.common import ClassMap, ConfusionMatrix, load_labels, pair_by_stem
+from openpixel_ros.eval.common import ClassMap, load_labels, pair_by_stem
+from openpixel_ros.inference.confusion_matrix import ConfusionMatrix
 from openpixel_ros.eval.lighting import shift_rng
 from openpixel_ros.lighting_shifts import SHIFTS
 

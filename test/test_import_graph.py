@@ -1,4 +1,8 @@
-"""The package's import graph: ROS only under node/, and no import circle.
+"""The package's import graph: ROS only under node/, no import circle, and the floors.
+
+The torch network (``model/``) is imported by training and export only; ``training/`` and
+``eval/`` import only the layers named below them (never each other), and both share
+``inference/`` from below.
 
 Walks every module's imports with ast (top-level and function-level alike, since a lazy
 import is still a dependency), resolving relative imports to module names.
@@ -98,3 +102,76 @@ def test_the_import_graph_has_no_circle():
         if name not in state:
             visit(name, [])
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+# -- floors ------------------------------------------------------------------------------
+def layer_of(module: str) -> str:
+    """The package's top-level room a module lives in: ``openpixel_ros.training.train`` -> ``training``,
+    ``openpixel_ros.model_io`` -> ``model_io`` (the package itself: "")."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "openpixel_ros" else ""
+
+
+def layers_imported(path: Path) -> dict:
+    """``{layer: [imported module, ...]}`` of the package's other layers that ``path`` imports."""
+    own = layer_of(module_name(path))
+    found = {}
+    for target in sorted(imports_of(path)):
+        layer = layer_of(target)
+        if target.startswith("openpixel_ros.") and layer and layer != own:
+            found.setdefault(layer, []).append(target)
+    return found
+
+
+#: The rooms that may import the torch network: it is trained and exported, never run by the node.
+MODEL_USERS = {"model", "training", "export"}
+#: Leaf modules that import nothing of the package's above them.
+FOUNDATION = {"errors", "paths", "image_header", "log_text", "model_contract"}
+#: What each lower floor may import, by name; anything else is an import running back up.
+ALLOWED_BELOW = {
+    "inference": FOUNDATION,
+    "training": FOUNDATION | {"inference", "model", "adaptation", "lighting_shifts"},
+    "eval": FOUNDATION | {"inference", "interactive", "semantic", "engines", "model_io", "adaptation",
+                          "lighting_shifts", "default_model", "visualize"},
+}
+
+
+def test_the_floor_walk_sees_the_shared_floor():
+    # Not vacuous: the rooms checked below do import inference/ and model/.
+    assert "inference" in layers_imported(PACKAGE / "training" / "train.py")
+    assert "model" in layers_imported(PACKAGE / "training" / "train.py")
+    assert "inference" in layers_imported(PACKAGE / "eval" / "click_protocol.py")
+    assert "inference" in layers_imported(PACKAGE / "interactive" / "openpixel_engine.py")
+    assert layer_of("openpixel_ros.model.openpixel") == "model" and layer_of("openpixel_ros") == ""
+
+
+def test_nothing_under_model_is_imported_by_run_time_modules():
+    offenders = []
+    for name, path in package_modules().items():
+        if layer_of(name) in MODEL_USERS:
+            continue
+        offenders += [f"{name} imports {m}" for m in layers_imported(path).get("model", [])]
+    assert not offenders, "the torch-only model/ imported outside training and export: " + "; ".join(offenders)
+
+
+def test_training_eval_and_inference_import_only_downward():
+    offenders = []
+    for name, path in package_modules().items():
+        allowed = ALLOWED_BELOW.get(layer_of(name))
+        if allowed is None:
+            continue
+        for layer, targets in layers_imported(path).items():
+            if layer not in allowed:
+                offenders += [f"{name} imports {t}" for t in targets]
+    assert not offenders, "imports running back up: " + "; ".join(offenders)
+
+
+def test_interactive_imports_neither_training_nor_evaluation():
+    offenders = []
+    for name, path in package_modules().items():
+        if layer_of(name) != "interactive":
+            continue
+        for layer, targets in layers_imported(path).items():
+            if layer in {"training", "eval", "model", "export"}:
+                offenders += [f"{name} imports {t}" for t in targets]
+    assert not offenders, "interactive/ reaching up: " + "; ".join(offenders)

@@ -93,8 +93,8 @@ def test_a_clicked_pixel_means_the_same_point_in_training_and_in_the_engine(pair
     """Issue 12, item 3: the protocol and GUIs send integer pixel indices; training renders the click
     at that pixel's centre (Click.xy). The engine must feed the decoder the same prompt map, which
     it did not when it took the integer as a continuous coordinate (the pixel's corner)."""
-    from openpixel_ros.model.prompt_maps import render_prompt_maps
-    from openpixel_ros.training.click_simulation import Click
+    from openpixel_ros.inference.prompt_maps import render_prompt_maps
+    from openpixel_ros.inference.click_simulation import Click
 
     encoder, _ = pair
     decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")

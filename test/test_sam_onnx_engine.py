@@ -18,8 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 from openpixel_ros.engines import Engine
 from openpixel_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from openpixel_ros.interactive import ClickPrompt, PromptError, create_prompt_engine
+from openpixel_ros.interactive.base import decoder_path_for
 from openpixel_ros.interactive.sam_onnx import (BINARY_MASK_LOGIT, SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamOnnxEngine,
-                                                decoder_path_for, scribble_samples)
+                                                scribble_samples)
 
 RADII_SQUARED = np.array([110.0, 410.0, 910.0, 1610.0], np.float32)
 IOU = np.array([0.5, 0.9, 0.7, 0.8], np.float32)

@@ -12,9 +12,9 @@ interactive evaluations do it:
 * NoC@T is the number of clicks after which IoU first reaches T; an image that never does
   within ``max_clicks`` counts as ``max_clicks``.
 
-Ground-truth masks (see :func:`split_ground_truth`): a mask whose values are all in
-{0, 128, 255} and that contains 255 is GrabCut-style (255 object, 128 ignore band, 0
-background); any other mask is DAVIS-style (1..254 object, 255 void/ignore, 0 background).
+Ground-truth masks are read by :mod:`openpixel_ros.inference.ground_truth` (GrabCut and DAVIS
+styles), and the clicks come from :mod:`openpixel_ros.inference.click_simulation`: the floor
+below both evaluation and training, so the protocol and training share one rule.
 """
 from __future__ import annotations
 
@@ -25,49 +25,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..image_header import check_image_file
+from ..inference.click_simulation import next_click as simulated_click
+from ..inference.click_simulation import next_scribble, scribble_in
 from ..interactive import ClickPrompt
 
 NOC_THRESHOLDS = (0.85, 0.90)
 MIOU_AT = (1, 3, 5)
-
-
-# -- ground truth -------------------------------------------------------------------------
-def split_ground_truth(values: np.ndarray) -> tuple:
-    """``(object, ignore)`` bool masks of a ground-truth mask (2-D uint8, or HxWxC: first channel).
-
-    GrabCut rule when the value set is a subset of {0, 128, 255} and includes 255: object =
-    255, ignore = 128. Otherwise DAVIS rule: object = 1..254 (every instance id merged),
-    ignore = 255. So a 0/255 mask is object = 255, a 0/1 mask object = 1, and a palette mask
-    with ids 1, 2, 3 and void 255 has all three ids as the object.
-    """
-    values = np.asarray(values)
-    if values.ndim == 3:
-        values = values[..., 0]
-    if values.ndim != 2:
-        raise ValueError(f"a mask must be HxW or HxWxC, got shape {values.shape}")
-    present = set(np.unique(values).tolist())
-    if present <= {0, 128, 255} and 255 in present:
-        return values == 255, values == 128
-    return (values >= 1) & (values <= 254), values == 255
-
-
-def load_ground_truth(path) -> tuple:
-    """``(object, ignore)`` of a mask file; palette PNGs give their indices, RGB their first channel."""
-    from PIL import Image
-
-    check_image_file(path)  # the decompression-bomb guard
-    with Image.open(path) as image:
-        if image.mode in ("P", "L"):
-            values = np.asarray(image)
-        elif image.mode in ("I;16", "I"):
-            values = np.asarray(image)
-            if values.max(initial=0) > 255:
-                raise ValueError(f"mask {path} has values above 255")
-            values = values.astype(np.uint8)
-        else:
-            values = np.asarray(image.convert("RGB"))[..., 0]
-    return split_ground_truth(values)
 
 
 # -- protocol ------------------------------------------------------------------------------
@@ -84,11 +47,9 @@ def next_click(ground_truth: np.ndarray, prediction: np.ndarray,
     """The protocol's next click ``(x, y, label)`` (label 1 positive, 0 negative), or None
     when there is no error left. Ties go to the first pixel in raster order.
 
-    The rule is training's (:func:`openpixel_ros.training.click_simulation.next_click` without
+    The rule is training's (:func:`openpixel_ros.inference.click_simulation.next_click` without
     a generator: the interior-most pixel of the deeper error), so the two cannot drift apart.
     """
-    from ..training.click_simulation import next_click as simulated_click
-
     click = simulated_click(prediction, ground_truth, ignore)
     return None if click is None else (click.col, click.row, 1 if click.positive else 0)
 
@@ -214,10 +175,8 @@ def evaluate_scribbles(engine, rgb: np.ndarray, ground_truth: np.ndarray, ignore
     """The scribble protocol on one image: one stroke inside the object along its main axis, then
     one corrective stroke per round in the largest error (positive in a false negative, negative
     in a false positive), each the deterministic stroke of
-    :func:`openpixel_ros.training.click_simulation.scribble_in`. The engine sees every stroke so
+    :func:`openpixel_ros.inference.click_simulation.scribble_in`. The engine sees every stroke so
     far and its previous mask. ``clicks`` of the result hold ``(points, label)`` per stroke."""
-    from ..training.click_simulation import next_scribble, scribble_in
-
     if ignore is None:
         ignore = np.zeros(ground_truth.shape, bool)
     if not (ground_truth & ~ignore).any():

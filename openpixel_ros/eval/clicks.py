@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import time
 
+from ..inference.ground_truth import load_ground_truth
+from .click_protocol import (SCRIBBLES_AT, evaluate_sample, evaluate_scribbles, sample_record, summarize,
+                             summarize_scribbles)
 from .common import load_rgb, pair_by_stem, progress, write_json
 from .plots import write_plots
-from .click_protocol import (SCRIBBLES_AT, evaluate_sample, evaluate_scribbles, load_ground_truth, sample_record,
-                             summarize, summarize_scribbles)
 
 
 def add_arguments(parser) -> None:

@@ -20,9 +20,10 @@ from dataclasses import fields
 
 import numpy as np
 
+from ..inference.confusion_matrix import ConfusionMatrix
 from ..lighting_shifts import EXTRA_SHIFTS, SHIFTS
-from .common import (ConfusionMatrix, add_data_arguments, class_map_for, load_labels, load_rgb,
-                     load_segmenter, pair_by_stem, progress, write_json)
+from .common import (add_data_arguments, class_map_for, load_labels, load_rgb, load_segmenter, pair_by_stem, progress,
+                     write_json)
 from .plots import write_plots
 
 

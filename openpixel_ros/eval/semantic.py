@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 
-from .common import (ConfusionMatrix, add_data_arguments, class_map_for, load_labels, load_rgb,
-                     load_segmenter, pair_by_stem, progress, write_json)
+from ..inference.confusion_matrix import ConfusionMatrix
+from .common import (add_data_arguments, class_map_for, load_labels, load_rgb, load_segmenter, pair_by_stem, progress,
+                     write_json)
 from .plots import write_plots
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from openpixel_ros.model.click_network import PROMPT_STRIDE, load_click_network_checkpoint
-from openpixel_ros.model.prompt_maps import PROMPT_CHANNELS, grid_size
+from openpixel_ros.inference.prompt_maps import PROMPT_CHANNELS, grid_size
 from openpixel_ros.interactive.click_network_engine import CLICK_TASK
 from openpixel_ros.model_contract import InputSpec, ModelContract, OutputSpec
 

@@ -151,7 +151,7 @@ def decoder_metadata(config, height: Optional[int], width: Optional[int], encode
                      extra: Optional[dict] = None) -> dict:
     """The decoder's metadata: what the promptable engine needs to render prompts and read outputs,
     and the provenance keys (licence, source) of ``extra``."""
-    from openpixel_ros.model.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE
+    from openpixel_ros.inference.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE
 
     return {
         "format": DECODER_FORMAT,

@@ -1,10 +1,13 @@
-"""The prompt-engine interface: set an image once, then answer any number of click prompts on it."""
+"""The prompt-engine interface: set an image once, then answer any number of click prompts on it;
+and the rule every encoder/decoder engine finds its decoder file by."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Hashable, Optional
 
 import cv2
@@ -121,3 +124,23 @@ class PromptEngine(ABC):
         """Release the engine's resources. Safe to call twice."""
         self._image = None
         self._key = None
+
+
+def decoder_path_for(encoder_path) -> Path:
+    """The decoder file beside an encoder, by name: ``X.encoder.onnx`` -> ``X.decoder.onnx``,
+    ``X_encoder.onnx`` -> ``X_decoder.onnx`` (also ``-encoder``, and ``image_encoder`` ->
+    ``mask_decoder`` as NanoSAM names them). Raises PromptError when the encoder or the
+    decoder file does not exist."""
+    encoder_path = Path(encoder_path)
+    if not encoder_path.is_file():
+        raise PromptError(f"prompt model file not found: {encoder_path}")
+    name = encoder_path.name
+    candidates = []
+    for pattern, replacement in ((r"image_encoder", "mask_decoder"), (r"([._-])encoder", r"\1decoder")):
+        if re.search(pattern, name):
+            candidates.append(encoder_path.with_name(re.sub(pattern, replacement, name)))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(c.name for c in candidates) or "no name with 'encoder' in it to derive one from"
+    raise PromptError(f"no decoder found beside {encoder_path} (tried: {tried}); pass decoder=PATH")

@@ -5,7 +5,7 @@ File (``python -m openpixel_ros.export.click_network --checkpoint X.pt --onnx X.
 
 * inputs ``image`` ``[1,3,S,S]`` (the contract's input transform, as for semantic models)
   and ``prompts`` ``[1,4,ceil(S/2),ceil(S/2)]``: the prompt maps of
-  :func:`~openpixel_ros.model.prompt_maps.render_prompt_maps` on the stem's grid
+  :func:`~openpixel_ros.inference.prompt_maps.render_prompt_maps` on the stem's grid
   (``prompt_stride`` 2, ``click_sigma`` in input pixels);
 * outputs ``mask_logits`` ``[1,1,ceil(S/4),ceil(S/4)]`` and ``score`` ``[1,1]`` (a logit of
   the predicted IoU).
@@ -23,11 +23,11 @@ from typing import Optional
 import numpy as np
 
 from ..engines import Engine, EngineError, create_engine
-from ..model.prompt_maps import DEFAULT_SIGMA, PROMPT_CHANNELS, grid_size
+from ..inference.prompt_maps import DEFAULT_SIGMA, PROMPT_CHANNELS, grid_size
 from ..model_contract import ContractError, ModelContract, load_contract
-from ..model_io import ModelInput
+from ..model_io import ModelInput, View
 from .base import PromptEngine
-from .openpixel_engine import OpenPixelPromptEngine, _View
+from .openpixel_engine import OpenPixelPromptEngine, _Encoding
 from .prompts import PromptError
 
 CLICK_TASK = "click"
@@ -101,12 +101,12 @@ class ClickNetworkEngine(OpenPixelPromptEngine):
     def set_conditioning(self, conditioning) -> None:
         """The click network takes no lighting conditioning: ignored (the frame cache stays)."""
 
-    def _encode(self, rgb: np.ndarray, window: tuple) -> _View:
-        tensor, placement = self.model_input.tensor(rgb)  # the per-frame (per-window) work: the input transform
-        return _View((tensor,), placement, window)
+    def _encode(self, view: View) -> _Encoding:
+        tensor, _ = self.model_input.tensor(view.crop(self._image))  # the per-frame (per-window) work
+        return _Encoding((tensor,), view)
 
-    def _run(self, view: _View, prompts: np.ndarray) -> dict:
-        return self.network.run({self.contract.input.name: view.features[0], "prompts": prompts})
+    def _run(self, encoding: _Encoding, prompts: np.ndarray) -> dict:
+        return self.network.run({self.contract.input.name: encoding.features[0], "prompts": prompts})
 
     def close(self) -> None:
         self._image = self._key = None

@@ -10,9 +10,10 @@ Files (``python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx``):
   ``openpixel-prompt-decoder/1`` (the click Gaussian's ``click_sigma``).
 
 Per frame the encoder runs once; per click this engine renders the prompt maps
-(:func:`openpixel_ros.model.prompt_maps.render_prompt_maps`, on the 1/4 grid),
+(:func:`openpixel_ros.inference.prompt_maps.render_prompt_maps`, on the 1/4 grid),
 runs the decoder and maps its logits back onto the frame; the frame <-> model
-geometry both ways is :class:`~openpixel_ros.model_io.ModelInput`'s.
+geometry both ways is :class:`~openpixel_ros.model_io.View`'s (the frame, or a zoom window
+of it, placed by :class:`~openpixel_ros.model_io.ModelInput`).
 
 Zoom-in (RITM, FocalClick): once a prompt comes with the previous mask, the
 engine encodes a window around the object (the previous mask and the positive
@@ -35,14 +36,13 @@ from typing import Optional
 import numpy as np
 
 from ..engines import Engine, EngineError, create_engine
-from ..model.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE, grid_size, render_prompt_maps
+from ..inference.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE, grid_size, render_prompt_maps
 from ..model_contract import METADATA_KEY, ContractError, load_contract
-from ..model_io import ModelInput, Placement
-from .boundary import refine_probability
+from ..model_io import ModelInput, View
 from ..semantic import SemanticSegmenter
-from .base import PromptEngine, PromptResult
+from .base import PromptEngine, PromptResult, decoder_path_for
+from .boundary import refine_probability
 from .prompts import ClickPrompt, PromptError
-from .sam_onnx import decoder_path_for
 
 DECODER_FORMAT = "openpixel-prompt-decoder/1"
 _DECODER_INPUTS = ("features_s4", "features_s8", "prompts")
@@ -54,12 +54,11 @@ ZOOM_REUSE_IOU = 0.8  # a new zoom window this close to the cached one reuses it
 
 
 @dataclass(frozen=True)
-class _View:
-    """What the decoder looks at: the frame, or a zoom window ``(x0, y0, x1, y1)`` of it."""
+class _Encoding:
+    """What the decoder looks at: the encoder's features of a :class:`View` (the frame, or a zoom window)."""
 
     features: tuple
-    placement: Placement
-    window: tuple
+    view: View
 
 
 def _box_iou(a, b) -> float:
@@ -164,8 +163,8 @@ class OpenPixelPromptEngine(PromptEngine):
         self.conditioning = conditioning
         self.decoder_path: Optional[Path] = None  # set by from_files
         self._zoom_encoder_ms = 0.0  # this prompt's window encoding (part of decoder_ms)
-        self._full: Optional[_View] = None
-        self._zoom: Optional[_View] = None
+        self._full: Optional[_Encoding] = None
+        self._zoom: Optional[_Encoding] = None
 
     def _set_view_options(self, zoom_in: bool, zoom_expansion: float, refine: str) -> None:
         """Zoom-in and boundary options, checked (shared with the click network's engine)."""
@@ -208,43 +207,35 @@ class OpenPixelPromptEngine(PromptEngine):
         self._key = None  # the cached features were computed with the old vector
 
     # -- per frame ---------------------------------------------------------------------
-    def _encode(self, rgb: np.ndarray, window: tuple) -> _View:
-        feeds, placement = self.model_input.feeds(rgb, self.conditioning)
+    def _encode(self, view: View) -> _Encoding:
+        feeds, _ = self.model_input.feeds(view.crop(self._image), self.conditioning)
         outputs = self.encoder.run(feeds)
-        return _View((outputs["features_s4"], outputs["features_s8"]), placement, window)
+        return _Encoding((outputs["features_s4"], outputs["features_s8"]), view)
 
     def _prepare(self, rgb: np.ndarray) -> None:
-        h, w = rgb.shape[:2]
-        self._full = self._encode(rgb, (0, 0, w, h))
+        self._full = self._encode(self.model_input.view(rgb.shape[:2]))
         self._zoom = None
 
-    def _view_for(self, prompt: ClickPrompt) -> _View:
-        """The whole frame, or (zoom-in, with a previous mask) a window around the object."""
+    def _encoding_for(self, prompt: ClickPrompt) -> _Encoding:
+        """The whole frame's, or (zoom-in, with a previous mask) a window's around the object."""
         if not self.zoom_in or prompt.previous_mask is None or prompt.previous_logits is not None:
             return self._full
         points = [prompt.positive_points] + [np.asarray(s) for s in prompt.positive_scribbles]
-        in_h, in_w = self._full.placement.input_hw
+        in_h, in_w = self._full.view.placement.input_hw
         window = zoom_window(prompt.previous_mask, np.concatenate(points) if points else np.zeros((0, 2)),
                              in_w / in_h, self.zoom_expansion)
         if window is None:
             return self._full
         cached = self._zoom
-        if cached is not None and _box_iou(cached.window, window) >= ZOOM_REUSE_IOU:
+        if cached is not None and _box_iou(cached.view.window, window) >= ZOOM_REUSE_IOU:
             return cached
-        x0, y0, x1, y1 = window
         started = time.perf_counter()
-        self._zoom = self._encode(self._image[y0:y1, x0:x1], window)
+        self._zoom = self._encode(self.model_input.view(self._image.shape[:2], window))
         self._zoom_encoder_ms = (time.perf_counter() - started) * 1e3
         return self._zoom
 
     # -- per prompt --------------------------------------------------------------------
-    def _to_input(self, points, view: Optional[_View] = None) -> list:
-        """Clicked frame pixels -> their centres in the view's model-input coordinates."""
-        view = view or self._full
-        shifted = np.asarray(points, np.float64).reshape(-1, 2) - np.asarray(view.window[:2], np.float64)
-        return self.model_input.pixels_to_input(shifted, view.placement)
-
-    def _previous_probability(self, prompt: ClickPrompt, grid_hw, view: _View) -> Optional[np.ndarray]:
+    def _previous_probability(self, prompt: ClickPrompt, grid_hw, view: View) -> Optional[np.ndarray]:
         """The previous mask as a probability: from the caller's logits (on the output grid
         ``grid_hw``) or its binary mask (at the model input's size); None without either."""
         if prompt.previous_logits is not None:
@@ -255,58 +246,41 @@ class OpenPixelPromptEngine(PromptEngine):
             return 1.0 / (1.0 + np.exp(-logits.reshape(grid_hw)))
         if prompt.previous_mask is None:
             return None
-        x0, y0, x1, y1 = view.window
-        return self.model_input.mask_to_input(prompt.previous_mask[y0:y1, x0:x1], view.placement)
+        return view.mask_to_input(prompt.previous_mask)
 
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
         self._zoom_encoder_ms = 0.0
-        view = self._view_for(prompt)
+        encoding = self._encoding_for(prompt)
+        view = encoding.view
         grid_hw = grid_size(*view.placement.input_hw)  # the 1/4 output grid
-        box = None
-        if prompt.box is not None:
-            x0, y0 = view.window[:2]
-            (bx0, by0), (bx1, by1) = self.model_input.points_to_input(
-                [(prompt.box[0] - x0, prompt.box[1] - y0), (prompt.box[2] - x0, prompt.box[3] - y0)], view.placement)
-            box = (bx0, by0, bx1, by1)
-        maps = render_prompt_maps(view.placement.input_hw, self._to_input(prompt.positive_points, view),
-                                  self._to_input(prompt.negative_points, view),
-                                  previous_mask=self._previous_probability(prompt, grid_hw, view), box=box,
-                                  positive_scribbles=[self._to_input(s, view)
-                                                      for s in prompt.positive_scribbles],
-                                  negative_scribbles=[self._to_input(s, view)
-                                                      for s in prompt.negative_scribbles],
+        maps = render_prompt_maps(view.placement.input_hw, view.to_input(prompt.positive_points),
+                                  view.to_input(prompt.negative_points),
+                                  previous_mask=self._previous_probability(prompt, grid_hw, view),
+                                  box=None if prompt.box is None else view.box_to_input(prompt.box),
+                                  positive_scribbles=[view.to_input(s) for s in prompt.positive_scribbles],
+                                  negative_scribbles=[view.to_input(s) for s in prompt.negative_scribbles],
                                   sigma=self.sigma, stride=self.prompt_stride)
-        outputs = self._run(view, maps[None])
+        outputs = self._run(encoding, maps[None])
         logits = np.asarray(outputs["mask_logits"], np.float32).reshape(grid_hw)
         score = float(1.0 / (1.0 + np.exp(-float(np.asarray(outputs["score"]).reshape(-1)[0]))))
-        x0, y0, x1, y1 = view.window
-        window_mask = self._window_mask(logits, view)
-        if view is self._full:
-            mask = window_mask
-        else:
-            mask = np.zeros(self._image.shape[:2], bool)
-            mask[y0:y1, x0:x1] = window_mask
+        mask = view.paste(self._window_mask(logits, view))
+        zoomed = encoding is not self._full
         # Zoomed logits live on the window's grid, which the caller cannot hand back as the frame's.
-        return PromptResult(masks=[mask], scores=[score],
-                            low_res_logits=logits[None, None] if view is self._full else None,
-                            timings={"zoom": 0.0 if view is self._full else 1.0,
-                                     "zoom_encoder_ms": self._zoom_encoder_ms})
+        return PromptResult(masks=[mask], scores=[score], low_res_logits=None if zoomed else logits[None, None],
+                            timings={"zoom": 1.0 if zoomed else 0.0, "zoom_encoder_ms": self._zoom_encoder_ms})
 
-    def _run(self, view: _View, prompts: np.ndarray) -> dict:
+    def _run(self, encoding: _Encoding, prompts: np.ndarray) -> dict:
         """The per-click network: the decoder on the view's cached features."""
-        features_s4, features_s8 = view.features
+        features_s4, features_s8 = encoding.features
         return self.decoder.run({"features_s4": features_s4, "features_s8": features_s8, "prompts": prompts})
 
-    def _window_mask(self, logits: np.ndarray, view: _View) -> np.ndarray:
+    def _window_mask(self, logits: np.ndarray, view: View) -> np.ndarray:
         """The decoder's grid logits -> the view's pixels, thresholded (after refinement)."""
-        frame_logits = self.model_input.to_frame(logits, view.placement)
+        window_logits = view.grid_to_window(logits)
         if self.refine == "none":
-            return frame_logits > 0.0
-        x0, y0, x1, y1 = view.window
-        p = view.placement
-        cell = (x1 - x0) / p.width * p.input_hw[1] / logits.shape[-1]  # view pixels per grid cell
-        probability = 1.0 / (1.0 + np.exp(-np.clip(frame_logits, -30, 30)))
-        return refine_probability(self._image[y0:y1, x0:x1], probability, cell) > 0.5
+            return window_logits > 0.0
+        probability = 1.0 / (1.0 + np.exp(-np.clip(window_logits, -30, 30)))
+        return refine_probability(view.crop(self._image), probability, view.pixels_per_cell(logits.shape[-1])) > 0.5
 
     def close(self) -> None:
         super().close()

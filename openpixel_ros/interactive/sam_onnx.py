@@ -25,7 +25,6 @@ MobileSAM, EdgeSAM, NanoSAM and EfficientSAM.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -33,7 +32,9 @@ import cv2
 import numpy as np
 
 from ..engines import Engine, EngineError, create_engine
-from .base import PromptEngine, PromptResult
+from ..model_contract import InputSpec, ModelContract, OutputSpec
+from ..model_io import ModelInput, Placement
+from .base import PromptEngine, PromptResult, decoder_path_for
 from .prompts import ClickPrompt, PromptError
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -48,26 +49,6 @@ _LABEL_PADDING, _LABEL_BOX_TOP_LEFT, _LABEL_BOX_BOTTOM_RIGHT = -1.0, 2.0, 3.0
 #: decoder flavour -> (coordinates input, labels input)
 _POINT_INPUTS = {"sam": ("point_coords", "point_labels"),
                  "efficientsam": ("batched_point_coords", "batched_point_labels")}
-
-
-def decoder_path_for(encoder_path) -> Path:
-    """The decoder file beside an encoder, by name: ``X.encoder.onnx`` -> ``X.decoder.onnx``,
-    ``X_encoder.onnx`` -> ``X_decoder.onnx`` (also ``-encoder``, and ``image_encoder`` ->
-    ``mask_decoder`` as NanoSAM names them). Raises PromptError when the encoder or the
-    decoder file does not exist."""
-    encoder_path = Path(encoder_path)
-    if not encoder_path.is_file():
-        raise PromptError(f"prompt model file not found: {encoder_path}")
-    name = encoder_path.name
-    candidates = []
-    for pattern, replacement in ((r"image_encoder", "mask_decoder"), (r"([._-])encoder", r"\1decoder")):
-        if re.search(pattern, name):
-            candidates.append(encoder_path.with_name(re.sub(pattern, replacement, name)))
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(c.name for c in candidates) or "no name with 'encoder' in it to derive one from"
-    raise PromptError(f"no decoder found beside {encoder_path} (tried: {tried}); pass decoder=PATH")
 
 
 def scribble_samples(line, max_points: int = SCRIBBLE_SAMPLES) -> np.ndarray:
@@ -172,8 +153,14 @@ class SamOnnxEngine(PromptEngine):
         self.mask_source = mask_source
         self._mask_input_size = self._decoder_mask_input_size()
 
+        # The frame <-> model geometry is ModelInput's, twice: the encoder's input ("longest": SAM's
+        # ResizeLongestSide, padded at the bottom and right; "none": the frame as it is) and the
+        # decoder's prompt frame, which point coordinates and masks refer to.
+        graph_normalises = self._layout == "hwc" and self.resize == "longest"  # samexporter --use-preprocess
+        self.model_input = ModelInput(self._input_contract(self.input_size, normalise=not graph_normalises))
+        self.prompt_frame = ModelInput(self._input_contract(self.prompt_size))
         self._embedding = None
-        self._prompt_resized = None  # (h, w) of the frame inside the decoder's prompt frame
+        self._prompt_placement: Optional[Placement] = None  # the frame inside the decoder's prompt frame
         self._last = None  # (binary mask, its low-res logits) of this frame's last answer
 
     @classmethod
@@ -188,41 +175,32 @@ class SamOnnxEngine(PromptEngine):
         return cls(encoder, decoder_engine, **options)
 
     # -- geometry ----------------------------------------------------------------------
-    @staticmethod
-    def resized_size(height: int, width: int, side: int) -> tuple:
-        """``(h, w)`` of a frame after SAM's resize of its longest side to ``side``."""
-        scale = side / max(height, width)
-        return int(height * scale + 0.5), int(width * scale + 0.5)
+    def _input_contract(self, side: int, normalise: bool = True) -> ModelContract:
+        """The input transform as a model contract: a ``side`` square ("longest") or the frame's own
+        size ("none"), RGB normalised with the pixel mean and std (unless ``normalise`` is False: the
+        HWC export takes the resized frame as 0..255 and normalises in its graph)."""
+        longest = self.resize == "longest"
+        mean, std = (tuple(self.pixel_mean), tuple(self.pixel_std)) if normalise else ((0.0,) * 3, (1.0,) * 3)
+        spec = InputSpec(name=self._encoder_input.name, layout="NHWC" if self._layout == "hwc" else "NCHW",
+                         height=side if longest else None, width=side if longest else None, scale=1.0,
+                         mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
+                         resize="longest" if longest else "stretch")
+        return ModelContract(spec, OutputSpec("masks", "probability"), ("background", "object"),
+                             ((0, 0, 0), (255, 255, 255)), task="click")
 
     def to_model_coords(self, points: np.ndarray) -> np.ndarray:
-        """Frame pixels -> pixels of the decoder's ``prompt_size`` frame (per-axis resize ratio)."""
-        height, width = self._image.shape[:2]
-        new_h, new_w = self._prompt_resized
-        scale = np.array([new_w / width, new_h / height], np.float32)
-        return (np.asarray(points, np.float32).reshape(-1, 2) * scale).astype(np.float32)
+        """Frame coordinates -> pixels of the decoder's ``prompt_size`` frame (its placement's resize)."""
+        return np.asarray(self.prompt_frame.points_to_input(points, self._prompt_placement),
+                          np.float32).reshape(-1, 2)
 
     # -- per frame ---------------------------------------------------------------------
     def _prepare(self, rgb: np.ndarray) -> None:
-        height, width = rgb.shape[:2]
-        if self.resize == "none":
-            self._prompt_resized = (height, width)
-            normalised = (rgb.astype(np.float32) - self.pixel_mean) / self.pixel_std
-            tensor = (normalised if self._layout == "hwc" else normalised.transpose(2, 0, 1)[None]).copy()
-            self._embedding = self.encoder.run({self._encoder_input.name: tensor})[self._embedding_name]
-            self._last = None
-            return
-        self._prompt_resized = self.resized_size(height, width, self.prompt_size)
-        new_h, new_w = self.resized_size(height, width, self.input_size)
-        shrinking = new_h < height
-        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        if self._layout == "hwc":
-            tensor = resized.astype(np.float32)
-        else:
-            normalised = (resized.astype(np.float32) - self.pixel_mean) / self.pixel_std
-            tensor = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
-            tensor[0, :, :new_h, :new_w] = normalised.transpose(2, 0, 1)
-        outputs = self.encoder.run({self._encoder_input.name: tensor})
-        self._embedding = outputs[self._embedding_name]
+        self._prompt_placement = self.prompt_frame.placement(rgb.shape[:2])
+        tensor, placement = self.model_input.tensor(rgb)
+        if self._layout == "hwc":  # samexporter's --use-preprocess graph: the resized frame, unbatched, unpadded
+            p = placement
+            tensor = np.ascontiguousarray(tensor[0, p.top:p.top + p.height, p.left:p.left + p.width])
+        self._embedding = self.encoder.run({self._encoder_input.name: tensor})[self._embedding_name]
         self._last = None
 
     # -- per prompt --------------------------------------------------------------------
@@ -321,22 +299,17 @@ class SamOnnxEngine(PromptEngine):
             return None
         if self._last is not None and np.array_equal(self._last[0], prompt.previous_mask):
             return self._last[1].reshape(1, 1, size, size)
-        # A binary mask: into the padded prompt frame, down to the low-res grid, as +/- logits.
-        scale = size / self.prompt_size
-        new_h, new_w = self._prompt_resized
-        small_h, small_w = max(1, round(new_h * scale)), max(1, round(new_w * scale))
-        small = cv2.resize(prompt.previous_mask.view(np.uint8).astype(np.float32), (small_w, small_h),
+        # A binary mask: onto the frame's place in the prompt frame's low-res grid, as +/- logits.
+        y0, y1, x0, x1 = ModelInput.grid_box(self._prompt_placement, (size, size))
+        small = cv2.resize(prompt.previous_mask.view(np.uint8).astype(np.float32), (x1 - x0, y1 - y0),
                            interpolation=cv2.INTER_AREA)
         grid = np.full((size, size), -BINARY_MASK_LOGIT, np.float32)
-        grid[:small_h, :small_w] = np.where(small > 0.5, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)
+        grid[y0:y1, x0:x1] = np.where(small > 0.5, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)
         return grid[None, None]
 
     def _upscale(self, low_res: np.ndarray) -> np.ndarray:
-        """SAM's mask post-processing: low-res logits -> prompt frame -> crop padding -> frame size."""
-        height, width = self._image.shape[:2]
-        new_h, new_w = self._prompt_resized
-        frame = cv2.resize(low_res, (self.prompt_size, self.prompt_size), interpolation=cv2.INTER_LINEAR)
-        return cv2.resize(frame[:new_h, :new_w], (width, height), interpolation=cv2.INTER_LINEAR)
+        """Low-res logits (on the prompt frame's grid) -> the frame: the padding cropped, then resized."""
+        return self.prompt_frame.to_frame(low_res, self._prompt_placement)
 
     def _decoder_mask_input_size(self) -> int:
         spec = self._decoder_inputs.get("mask_input")

@@ -1,5 +1,6 @@
 """The OpenPixel segmentation model and the DeepLabV3-MobileNetV2 reference port (PyTorch).
 
-Training and export code: every submodule imports torch except ``prompt_maps``
-(numpy + OpenCV), which the node's prompt engine shares. See docs/model.md.
+Training and export code only: every submodule imports torch, and nothing the node runs
+imports this package. The prompt maps the networks take are rendered by
+:mod:`openpixel_ros.inference.prompt_maps` (numpy + OpenCV), one floor down. See docs/model.md.
 """

@@ -13,7 +13,7 @@ Unlike the road model's click decoder (late fusion on frozen semantic
 features), the prompt maps here enter right after the stem ("Conv1S" early
 fusion, as RITM and ClickSEG do), so every layer sees the clicks, and the
 whole network learns objects. The prompt maps are
-:func:`~openpixel_ros.model.prompt_maps.render_prompt_maps` at stride 2 (the
+:func:`~openpixel_ros.inference.prompt_maps.render_prompt_maps` at stride 2 (the
 stem's grid): positive and negative clicks/scribbles, the previous mask, the
 box. The network runs once per click, on the frame or on a zoom-in window.
 Sizes written H/2, H/4 round up.
@@ -28,7 +28,7 @@ from torch import nn
 
 from .backbone import ConvNormAct, MobileNetV2
 from .heads import SeparableBlock, upsample_to
-from .prompt_maps import PROMPT_CHANNELS
+from ..inference.prompt_maps import PROMPT_CHANNELS
 
 CLICK_NETWORK_CHECKPOINT = "openpixel-click-network-checkpoint/1"
 PROMPT_STRIDE = 2  # the prompt maps live on the stem's grid

@@ -58,7 +58,7 @@ class PromptDecoder(nn.Module):
     * ``prompts`` [B, P, h4, w4]: channel 0 positive clicks/scribbles,
       1 negative ones (Gaussians of the distance to the nearest prompt),
       2 previous mask probability, 3 box (1 inside); absent prompts are zeros
-      (:func:`openpixel_ros.model.prompt_maps.render_prompt_maps`).
+      (:func:`openpixel_ros.inference.prompt_maps.render_prompt_maps`).
 
     Outputs ``mask_logits`` [B, 1, h4, w4] and ``score`` [B, 1], a logit of
     the predicted IoU of the mask. The prompts meet the features at 1/4

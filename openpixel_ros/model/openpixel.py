@@ -28,7 +28,7 @@ from .cross_scale_attention import CrossScaleAttention
 from ..model_contract import CONDITIONING_SIZE
 from .film import FiLMGenerator
 from .heads import PromptDecoder, SemanticHead, SeparableBlock, upsample_to
-from .prompt_maps import PROMPT_CHANNELS
+from ..inference.prompt_maps import PROMPT_CHANNELS
 
 CHECKPOINT_FORMAT = "openpixel-checkpoint/1"
 

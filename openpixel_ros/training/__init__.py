@@ -1,5 +1,5 @@
-"""OpenPixel training: losses, click simulation, data, configuration and the training loop.
+"""OpenPixel training: losses, data, configuration and the training loop (torch).
 
-``losses``, ``train``, ``config`` and ``data`` use torch; ``click_simulation``
-is numpy + OpenCV only, so evaluation code can use the same click protocol.
+The click simulation, ground-truth reading and confusion matrix it shares with evaluation
+live one floor down, in :mod:`openpixel_ros.inference`.
 """

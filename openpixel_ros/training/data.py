@@ -16,6 +16,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from openpixel_ros.inference.ground_truth import load_ground_truth
+
 from .config import DataConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -101,7 +103,7 @@ class ObjectMaskFolder:
     0 background, :data:`WHOLE_OBJECT` object, ``ignore_index`` unknown/void.
 
     A mask reads as the click protocol reads ground truth
-    (:func:`openpixel_ros.eval.click_protocol.split_ground_truth`): 0/255 masks, GrabCut's 128
+    (:func:`openpixel_ros.inference.ground_truth.split_ground_truth`): 0/255 masks, GrabCut's 128
     band as unknown, and DAVIS palettes (ids 1..254 merged, 255 void).
     """
 
@@ -116,8 +118,6 @@ class ObjectMaskFolder:
     def __getitem__(self, index: int):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        from openpixel_ros.eval.click_protocol import load_ground_truth  # palette-aware (PIL)
-
         image_path, mask_path = self._folder.pairs[index]
         bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         if bgr is None:

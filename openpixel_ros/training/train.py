@@ -41,12 +41,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from openpixel_ros.inference.click_simulation import (Click, Scribble, next_click, next_scribble,
+                                                     random_initial_clicks, scribble_in)
+from openpixel_ros.inference.prompt_maps import GRID_STRIDE, render_prompt_maps
 from openpixel_ros.model.click_network import CLICK_NETWORK_CHECKPOINT, PROMPT_STRIDE, ClickNetwork
 from openpixel_ros.model.openpixel import CHECKPOINT_FORMAT, OpenPixel
-from openpixel_ros.model.prompt_maps import GRID_STRIDE, render_prompt_maps
 
 from .augment import SampleAugmenter
-from .click_simulation import Click, Scribble, next_click, next_scribble, random_initial_clicks, scribble_in
 from .config import ConfigError, TrainConfig, load_config
 from .data import WHOLE_OBJECT, class_pixel_counts, make_dataset, make_validation_set, pick_object, to_model_input
 from .losses import class_weights, click_mask_loss, semantic_loss

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from openpixel_ros.adaptation import LightingAdapter
-from openpixel_ros.eval.common import ConfusionMatrix
+from openpixel_ros.inference.confusion_matrix import ConfusionMatrix
 
 from .data import to_model_input
 

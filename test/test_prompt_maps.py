@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openpixel_ros.model.prompt_maps import (BOX, NEGATIVE, POSITIVE, PREVIOUS_MASK, grid_size,
-                                             render_prompt_maps)
+from openpixel_ros.inference.prompt_maps import (BOX, NEGATIVE, POSITIVE, PREVIOUS_MASK, grid_size,
+                                                 render_prompt_maps)
 
 
 def test_grid_rounds_up_like_the_encoder():
@@ -62,9 +62,11 @@ def test_previous_mask_is_resized_onto_the_grid():
         render_prompt_maps((40, 40), previous_mask=np.zeros((2, 2, 2)))
 
 
-def test_the_prompt_engine_side_never_imports_torch():
+def test_the_prompt_engine_side_and_the_inference_floor_never_import_torch():
     import subprocess
     import sys
-    code = ("import sys, openpixel_ros.model.prompt_maps, openpixel_ros.interactive.openpixel_engine; "
+    code = ("import sys, openpixel_ros.inference.prompt_maps, openpixel_ros.inference.click_simulation, "
+            "openpixel_ros.inference.ground_truth, openpixel_ros.inference.confusion_matrix, "
+            "openpixel_ros.interactive.openpixel_engine, openpixel_ros.interactive.click_network_engine; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
