@@ -27,7 +27,7 @@ def _diag(messages):
     return values[-1] if values else {}
 
 
-def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl, model):
+def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl, model):  # noqa: F811 (fixture)
     proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_burst",
                                     "-r", "image:=/burst_cam/image",
                                     "-p", "adaptation.enabled:=false", "-p", "diagnostics_period:=0.2",
@@ -110,7 +110,7 @@ def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl
     assert "Traceback" not in log, log
 
 
-def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, rcl, model):
+def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, rcl, model):  # noqa: F811 (fixture)
     """Frames overwritten in the subscription queue (depth 1) before the node took them are
     counted from gaps in the publisher's sequence numbers: received + overrun == published."""
     proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_overrun",

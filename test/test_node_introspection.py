@@ -85,7 +85,7 @@ def test_debug_lines_per_stage_and_wrong_click_type_warning(ros_env, rcl, model)
         probe.destroy()
         log = proc.stop()
     for stage in STAGES:
-        lines = [line for line in log.splitlines() if f"[DEBUG]" in line and f"]: {stage}: " in line]
+        lines = [line for line in log.splitlines() if "[DEBUG]" in line and f"]: {stage}: " in line]
         assert lines, f"no debug line for stage {stage}:\n{log}"
         # At most one per second per stage (while ~60 frames a second went through the first stages).
         assert len(lines) <= seconds + 8, (stage, len(lines), seconds)
