@@ -6,7 +6,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 # Shared-memory-only Fast DDS transport (see config/fastdds_shm.xml): fast for images, host-local.
 export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_shm.xml
 
-.PHONY: setup demo test bench
+.PHONY: setup demo lint test bench
 
 setup:
 	bash scripts/bootstrap.sh
@@ -14,7 +14,10 @@ setup:
 demo: setup
 	.venv/bin/openpixel_demo
 
-test: setup
+lint: setup
+	.venv/bin/ruff check .
+
+test: setup lint
 	.venv/bin/python -m pytest -q test
 
 bench: setup

@@ -175,7 +175,8 @@ SIZES = ((640, 480), (1920, 1080), (3840, 2160))
 def node_variants(baseline: Path):
     """(name, round_trip keyword arguments): relays first, then the nodes."""
     out = [("relay", dict(relay=[])), ("relay_raw_cdr", dict(relay=["--raw-cdr"])),
-           ("node", dict(extra=["transport.raw_cdr:=false"])), ("node_raw_cdr", dict(extra=["transport.raw_cdr:=true"]))]
+           ("node", dict(extra=["transport.raw_cdr:=false"])),
+           ("node_raw_cdr", dict(extra=["transport.raw_cdr:=true"]))]
     if baseline is not None:
         out.append(("baseline_node", dict(tree=baseline)))
     return out
@@ -412,7 +413,8 @@ def main(argv=None) -> int:
                     [[r["jpeg_kb"], f"{r['relay']:.2f}", f"{r['relay_raw_cdr']:.2f}", f"{r['raw_vs_normal']:.2f}"]])
     if "backlog" in out:
         r = out["backlog"]
-        print_table("Backlog: 30 Hz camera, engine +100 ms", ["p50", "p95", "p95 first", "p95 last", "dropped", "target"],
+        print_table("Backlog: 30 Hz camera, engine +100 ms",
+                    ["p50", "p95", "p95 first", "p95 last", "dropped", "target"],
                     [[f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p95_first_window_ms']:.0f}",
                       f"{r['p95_last_window_ms']:.0f}", f"{r['dropped_by_node']}/{r['frames_sent']}", "p95 <= 250"]])
     if "memory" in out:

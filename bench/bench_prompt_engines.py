@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/bench_prompt_engines.py [--clicks 8] [--sam-encoder PATH [--sam-decoder PATH]]
 
-For every engine (classical, sam, the packaged openpixel click network with and without
-zoom-in and guided boundaries, and the road model's click decoder): one frame, then ``--clicks`` clicks on it as the standard protocol places
-them (each click adds to the previous ones). The first click pays for ``set_image`` (the
-SAM image encoder; the classical engine's colour-edge map); every later click on the same
-frame must reuse it, so its time is the decoder's alone. The script checks that by counting
+For every engine (classical, sam, the packaged openpixel click network with and without zoom-in and
+guided boundaries, and the road model's click decoder): one frame, then ``--clicks`` clicks on it as
+the standard protocol places them (each click adds to the previous ones). The first click pays for
+``set_image`` (the SAM image encoder; the classical engine's colour-edge map); every later click on
+the same frame must reuse it, so its time is the decoder's alone. The script checks that by counting
 encoder runs.
 
 The frame is the first GrabCut benchmark image from ../shared when present, else a

@@ -8,9 +8,9 @@ Reads the bag (mcap or sqlite3, through ``rosbags``), runs the node's per-frame 
 (``sensor_msgs/Image`` or ``CompressedImage``), and writes a new bag with the input topic and
 ``<prefix>/label``, ``/mask``, ``/color``, ``/overlay``, each with the input's header and bag time,
 as the node would publish them. Every ``sensor_msgs/CameraInfo`` topic is copied unchanged: the
-outputs keep the frames' stamps, so each pairs with its camera model by stamp. A JSON summary goes beside it: input and processing rates,
-latency percentiles, each class's share of the pixels and, with ``--labels-topic`` (mono8/mono16
-class ids, matched to frames by header stamp), mIoU and per-class IoU.
+outputs keep the frames' stamps, so each pairs with its camera model by stamp. A JSON summary goes
+beside it: input and processing rates, latency percentiles, each class's share of the pixels and,
+with ``--labels-topic`` (mono8/mono16 class ids, matched to frames by header stamp), mIoU and per-class IoU.
 
 A frame that cannot be segmented (corrupt data, a bad encoding, more pixels than
 ``--max-image-pixels``, an engine error) is skipped and counted, as the node does: the bag is

@@ -67,12 +67,13 @@ class Segmentor:
     """Semantic segmentation (+ optional click prompts and lighting adaptation) on numpy frames.
 
     Parameters mirror the node's: ``engine`` (onnxruntime | tensorrt), ``device``
-    (cpu | cuda | cuda:N; default cpu for onnxruntime, cuda for tensorrt), ``threads``, ``foreground_classes`` (names or ids; default all
-    but class 0), ``adaptation`` (True: the default ``AdaptationConfig``, as the node; an
-    ``AdaptationConfig``; or None/False for none),
+    (cpu | cuda | cuda:N; default cpu for onnxruntime, cuda for tensorrt), ``threads``,
+    ``foreground_classes`` (names or ids; default all but class 0), ``adaptation`` (True: the
+    default ``AdaptationConfig``, as the node; an ``AdaptationConfig``; or None/False for none),
     ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel"; default
     :data:`openpixel_ros.interactive.DEFAULT_PROMPT_ENGINE`), ``prompt_model`` (its model; for
-    "openpixel" the packaged click network when None) and ``prompt_options`` (the engine's options, e.g. ``{"zoom_in": False}``).
+    "openpixel" the packaged click network when None) and ``prompt_options`` (the engine's options,
+    e.g. ``{"zoom_in": False}``).
 
     Threads: one Segmentor may be shared. Semantic segmentation runs concurrently (ONNX Runtime
     sessions are thread-safe; the lighting adapter's smoothing then sees frames in arrival

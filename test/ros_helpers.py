@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import rclpy
@@ -72,5 +73,34 @@ class Probe:
     def wait_for_subscriber(self, publisher, timeout=15.0) -> bool:
         return self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout)
 
+    def publisher(self, msg_type, topic, depth=10, timeout=15.0):
+        """A publisher on ``topic``, returned once something (the node under test) subscribes to it."""
+        publisher = self.node.create_publisher(msg_type, topic, depth)
+        assert self.wait_for_subscriber(publisher, timeout), f"nothing subscribed to {topic} within {timeout} s"
+        return publisher
+
     def destroy(self):
         self.node.destroy_node()
+
+
+@contextmanager
+def running_process(cmd, env, probe="test_probe"):
+    """A ROS process ``cmd`` (a node under test) and a ``Probe`` named ``probe`` to talk to it:
+    ``with running_process(cmd, ros_env) as (proc, probe):``. Needs rclpy initialised (the ``rcl``
+    fixture). On leaving, the probe goes, the process stops and its log is printed (pytest shows it when
+    the test fails); ``proc.stop()`` returns that log again for checks on it."""
+    proc = NodeProcess(cmd, env)
+    try:
+        test_probe = Probe(probe)
+        try:
+            yield proc, test_probe
+        finally:
+            test_probe.destroy()
+    finally:
+        print(proc.stop())
+
+
+def running_node(env, *ros_args, probe="test_probe", **command):
+    """``running_process`` for the node's entry point: ``node_command(*ros_args, **command)``.
+    ``with running_node(ros_env, "-p", "model_path:=...", probe="test_x") as (proc, probe):``"""
+    return running_process(node_command(*ros_args, **command), env, probe)

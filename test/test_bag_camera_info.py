@@ -24,7 +24,8 @@ def _camera_info(i, width):
     f = float(width)
     return T["sensor_msgs/msg/CameraInfo"](
         header=_header(i), height=6, width=width, distortion_model="plumb_bob", d=np.zeros(5),
-        k=np.array([f, 0, 3.5, 0, f, 2.5, 0, 0, 1.0]), r=np.eye(3).ravel(), p=np.array([f, 0, 3.5, 0, 0, f, 2.5, 0, 0, 0, 1.0, 0]),
+        k=np.array([f, 0, 3.5, 0, f, 2.5, 0, 0, 1.0]), r=np.eye(3).ravel(),
+        p=np.array([f, 0, 3.5, 0, 0, f, 2.5, 0, 0, 0, 1.0, 0]),
         binning_x=0, binning_y=0, roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                                             do_rectify=False))
 

@@ -132,7 +132,8 @@ def test_ground_truth_value_rules():
     assert obj.tolist() == [[False, False, True]] and ignore.tolist() == [[False, True, False]]
     davis = np.array([[0, 1, 2, 255, 128]], np.uint8)
     obj, ignore = split_ground_truth(davis)
-    assert obj.tolist() == [[False, True, True, False, True]] and ignore.tolist() == [[False, False, False, True, False]]
+    assert obj.tolist() == [[False, True, True, False, True]]
+    assert ignore.tolist() == [[False, False, False, True, False]]
     binary = np.array([[0, 1]], np.uint8)
     assert split_ground_truth(binary)[0].tolist() == [[False, True]]
     only_128 = np.array([[0, 128]], np.uint8)  # no 255: 128 is an instance id, not an ignore band

@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
-from openpixel_ros.inference.click_simulation import Scribble, interior_distance, next_scribble, scribble_in  # noqa: E402
+from openpixel_ros.inference.click_simulation import Scribble, next_scribble, scribble_in  # noqa: E402
 from openpixel_ros.training.config import ConfigError, config_from_dict  # noqa: E402
 from openpixel_ros.training.data import (WHOLE_OBJECT, ClassObjects, LabelFolder, ObjectMaskFolder,  # noqa: E402
-                                         make_dataset, pick_object)
+                                         pick_object)
 from openpixel_ros.training.train import Trainer  # noqa: E402
 
 from test_model_training import TINY  # noqa: E402
@@ -156,7 +156,8 @@ def test_scribble_samples_are_prompted_with_strokes(mask_folders, tmp_path, monk
     real = train_module.render_prompt_maps
 
     def spy(input_hw, positive, negative, previous_mask=None, **kwargs):
-        seen.append((len(positive) + len(negative), len(kwargs["positive_scribbles"]) + len(kwargs["negative_scribbles"])))
+        seen.append((len(positive) + len(negative),
+                     len(kwargs["positive_scribbles"]) + len(kwargs["negative_scribbles"])))
         return real(input_hw, positive, negative, previous_mask=previous_mask, **kwargs)
 
     monkeypatch.setattr(train_module, "render_prompt_maps", spy)

@@ -8,13 +8,12 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
-from ros_helpers import REPO, NodeProcess, Probe, node_command
+from ros_helpers import REPO, running_node
 
 # What a diagnostics key looks like in the docs: the families the node's keys belong to.
 # (Parameters such as `max_rate_hz` or `click.queue_size` are not in these families.)
@@ -41,10 +40,8 @@ def test_the_pattern_finds_the_documented_keys():
 def test_every_documented_diagnostics_key_exists(ros_env, rcl, tmp_path):
     model = tmp_path / "rgb.onnx"
     linear_classifier(model, [[4.0, -2.0, -2.0], [-2.0, 4.0, -2.0]], [0.0, 0.0], classes=["red", "green"])
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "diagnostics_period:=0.2",
-                                    "-r", "image:=/keys/image"), ros_env)
-    probe = Probe("test_docs_keys")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={model}", "-p", "diagnostics_period:=0.2",
+                      "-r", "image:=/keys/image", probe="test_docs_keys") as (proc, probe):
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         labels = probe.subscribe(Image, "/openpixel/label")
         pub = probe.node.create_publisher(Image, "/keys/image", 10)
@@ -58,9 +55,6 @@ def test_every_documented_diagnostics_key_exists(ros_env, rcl, tmp_path):
             return "adaptation_score" in published
 
         assert probe.spin_until(keys_after_a_frame, timeout=60, every=lambda: pub.publish(msg)), proc.stop()
-    finally:
-        probe.destroy()
-        print(proc.stop())
     missing = {key: files for key, files in documented_keys().items() if key not in published}
     assert not missing, f"docs name diagnostics keys the node does not publish: {missing}; it publishes " \
                         f"{sorted(published)}"

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from sensor_msgs.msg import Image
 
 from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
-from ros_helpers import REPO, NodeProcess, Probe
+from ros_helpers import REPO, running_process
 
 VENV = Path(sys.prefix)
 WORK_DIR = REPO / "build" / "install_layout_test"
@@ -112,7 +111,7 @@ def test_install_tree_holds_share_executables_python_and_models(prefix):
         assert (package / rel).is_file(), f"model file {rel} not installed"
 
 
-def test_installed_node_starts_with_the_installed_params_file(prefix, ros_env, tmp_path):
+def test_installed_node_starts_with_the_installed_params_file(prefix, ros_env, rcl, tmp_path):
     env = _installed_env(prefix, ros_env)
     # The share directory and the Python package both come from the prefix, not the source tree.
     where = subprocess.run(
@@ -130,10 +129,7 @@ def test_installed_node_starts_with_the_installed_params_file(prefix, ros_env, t
     cmd = [str(prefix / "lib" / "openpixel_ros" / "openpixel_node"), "--ros-args",
            "--params-file", str(Path(share) / "config" / "openpixel.yaml"),
            "-p", f"model_path:={model}", "-r", "image:=/installed/image"]
-    proc = NodeProcess(cmd, env)
-    rclpy.init()
-    probe = Probe("test_installed")
-    try:
+    with running_process(cmd, env, probe="test_installed") as (proc, probe):
         labels = probe.subscribe(Image, "/openpixel/label")
         pub = probe.node.create_publisher(Image, "/installed/image", 10)
         rgb = np.zeros((4, 6, 3), np.uint8)
@@ -141,8 +137,3 @@ def test_installed_node_starts_with_the_installed_params_file(prefix, ros_env, t
         msg = array_to_image_msg(rgb, None, "rgb8")
         assert probe.spin_until(lambda: labels, timeout=30, every=lambda: pub.publish(msg)), proc.stop()
         assert labels[0].width == 6 and labels[0].height == 4
-    finally:
-        probe.destroy()
-        rclpy.try_shutdown()
-        log = proc.stop()
-    print(log)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.ros  # a server and a client process talk over DDS
+
 PEER_TIMEOUT_S = 12.0
 
 # float32 fields get values that float32 holds exactly, so the comparisons can be exact.

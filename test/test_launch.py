@@ -7,7 +7,6 @@ test_package_files.py checks the files' structure without them.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np

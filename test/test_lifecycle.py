@@ -9,7 +9,7 @@ from sensor_msgs.msg import Image
 
 from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import Probe, running_node
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +38,13 @@ class Lifecycle:
         return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
 
 
-def _start(ros_env, *params):
-    return NodeProcess(node_command(*[a for p in params for a in ("-p", p)], "-r", "image:=/lc/image",
-                                    executable="openpixel_lifecycle_node"), ros_env)
+def _running(ros_env, *params, probe):
+    return running_node(ros_env, *[a for p in params for a in ("-p", p)], "-r", "image:=/lc/image",
+                        executable="openpixel_lifecycle_node", probe=probe)
 
 
 def test_transitions_load_start_stop_and_free(ros_env, rcl, model):
-    proc = _start(ros_env, f"model_path:={model}", "diagnostics_period:=0.3")
-    probe = Probe("test_lifecycle")
-    try:
+    with _running(ros_env, f"model_path:={model}", "diagnostics_period:=0.3", probe="test_lifecycle") as (proc, probe):
         lc = Lifecycle(probe)
         labels = probe.subscribe(Image, "/openpixel/label")
         camera = probe.node.create_publisher(Image, "/lc/image", 10)
@@ -83,27 +81,19 @@ def test_transitions_load_start_stop_and_free(ros_env, rcl, model):
         assert lc.transition(Transition.TRANSITION_CONFIGURE)
         assert lc.state() == State.PRIMARY_STATE_INACTIVE
         assert proc.alive()
-    finally:
-        probe.destroy()
-        log = proc.stop()
-    print(log)
+    log = proc.stop()
     assert "configured: model" in log and "cleaned up: engine freed" in log
 
 
 def test_failed_configure_leaves_a_clear_error_and_an_unconfigured_node(ros_env, rcl, tmp_path):
     missing = tmp_path / "no_such_model.onnx"
-    proc = _start(ros_env, f"model_path:={missing}")
-    probe = Probe("test_lifecycle_bad")
-    try:
+    with _running(ros_env, f"model_path:={missing}", probe="test_lifecycle_bad") as (proc, probe):
         lc = Lifecycle(probe)
         assert not lc.transition(Transition.TRANSITION_CONFIGURE)
         assert lc.state() == State.PRIMARY_STATE_UNCONFIGURED
         assert not lc.transition(Transition.TRANSITION_ACTIVATE)  # not a valid transition from unconfigured
         assert proc.alive(), "a failed configure must not end the process"
-    finally:
-        probe.destroy()
-        log = proc.stop()
-    print(log)
+    log = proc.stop()
     errors = [line for line in log.splitlines() if "configure failed:" in line]
     assert len(errors) == 1 and str(missing) in errors[0] and "[ERROR]" in errors[0], log
 
@@ -127,9 +117,8 @@ def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
     forever. Now each gets an answer: computed, or success=false 'node deactivating'."""
     from diagnostic_msgs.msg import DiagnosticArray
     from openpixel_ros.srv import SegmentAtPoints
-    proc = _start(ros_env, f"model_path:={model}", "click.queue_size:=16", "diagnostics_period:=0.2")
-    probe = Probe("test_lifecycle_calls")
-    try:
+    with _running(ros_env, f"model_path:={model}", "click.queue_size:=16", "diagnostics_period:=0.2",
+                  probe="test_lifecycle_calls") as (proc, probe):
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         lc = Lifecycle(probe)
         assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.transition(Transition.TRANSITION_ACTIVATE)
@@ -157,9 +146,7 @@ def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
         assert refused and all(a.message == "node deactivating" for a in refused), [a.message for a in answers]
         assert all(a.mask.width == 1280 for a in answers if a.success)
         assert proc.alive()
-    finally:
-        probe.destroy()
-        log = proc.stop()
+    log = proc.stop()
     assert "Traceback" not in log and "InvalidHandle" not in log, log
 
 
@@ -167,11 +154,9 @@ def test_diagnostics_in_every_state_under_the_fully_qualified_name(ros_env, rcl,
     """Two cameras' nodes must not share a status name, and a monitor sees the state, not silence."""
     from diagnostic_msgs.msg import DiagnosticArray
 
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "diagnostics_period:=0.2",
-                                    "-r", "__ns:=/front", "-r", "image:=/front/cam",
-                                    executable="openpixel_lifecycle_node"), ros_env)
-    probe = Probe("test_lifecycle_diagnostics")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={model}", "-p", "diagnostics_period:=0.2",
+                      "-r", "__ns:=/front", "-r", "image:=/front/cam",
+                      executable="openpixel_lifecycle_node", probe="test_lifecycle_diagnostics") as (proc, probe):
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         lc = Lifecycle(probe, "/front/openpixel")
 
@@ -192,8 +177,6 @@ def test_diagnostics_in_every_state_under_the_fully_qualified_name(ros_env, rcl,
         assert next_status().message == "no frames yet on /front/cam"  # the active node's own status
         assert lc.transition(Transition.TRANSITION_DEACTIVATE)
         assert next_status().message == "inactive: not processing"
-    finally:
-        probe.destroy()
-        log = proc.stop()
+    log = proc.stop()
     startup = [line for line in log.splitlines() if "is unconfigured" in line]
     assert len(startup) == 1 and "ros2 lifecycle set /front/openpixel configure" in startup[0], log

@@ -10,7 +10,7 @@ from onnx_models import linear_classifier
 from openpixel_ros.image_codec import decode_raw
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.node.parameters import PARAMS_FILE_NODE_KEY, spec_by_name
-from ros_helpers import REPO, NodeProcess, Probe, node_command
+from ros_helpers import REPO, running_node
 
 WEIGHTS = [[4.0, -2.0, -2.0], [-2.0, 4.0, -2.0], [-2.0, -2.0, 4.0]]
 BIAS = [0.0, 0.0, 0.0]
@@ -29,10 +29,8 @@ def test_params_file_applies_under_a_namespace(tmp_path, ros_env, rcl):
     params_file = tmp_path / "front.yaml"
     params_file.write_text(yaml.safe_dump(config))
 
-    proc = NodeProcess(node_command("-r", "__ns:=/front", "-r", "image:=/front/camera/image",
-                                    params_file=params_file), ros_env)
-    probe = Probe("test_namespace")
-    try:
+    with running_node(ros_env, "-r", "__ns:=/front", "-r", "image:=/front/camera/image",
+                      params_file=params_file, probe="test_namespace") as (proc, probe):
         client = probe.node.create_client(GetParameters, "/front/openpixel/get_parameters")
         assert client.wait_for_service(timeout_sec=20), "no /front/openpixel node"
         future = client.call_async(GetParameters.Request(names=["overlay_alpha", "model_path"]))
@@ -51,7 +49,3 @@ def test_params_file_applies_under_a_namespace(tmp_path, ros_env, rcl):
         got = decode_raw(labels[0].encoding, labels[0].height, labels[0].width, labels[0].step, False,
                          labels[0].data)
         np.testing.assert_array_equal(got[0], [0] * 4 + [1] * 4 + [2] * 4)
-    finally:
-        probe.destroy()
-        log = proc.stop()
-    print(log)

@@ -14,7 +14,7 @@ from openpixel_ros.image_codec import SUPPORTED_ENCODINGS, decode_raw, decode_ra
 from openpixel_ros.node.image_messages import array_to_image_msg, byte_array
 from openpixel_ros.semantic import SemanticSegmenter
 from openpixel_ros.visualize import colorize
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import node_command, running_node
 
 WEIGHTS = [[4.0, -2.0, -2.0], [-2.0, 4.0, -2.0], [-2.0, -2.0, 4.0], [0.5, 0.5, 0.5]]
 BIAS = [0.0, 0.0, 0.0, -0.9]
@@ -39,22 +39,17 @@ def model(tmp_path_factory):
     return path
 
 
-def _start(ros_env, model, *extra):
+def _running(ros_env, model, *extra, probe):
     # Exact label checks against the engine: lighting correction off (it is tested on its own).
-    return NodeProcess(node_command("-p", f"model_path:={model}", "-p", "foreground_classes:=[green, white]",
-                                    "-p", "diagnostics_period:=0.3", "-p", "adaptation.enabled:=false", *extra),
-                       ros_env)
+    return running_node(ros_env, "-p", f"model_path:={model}", "-p", "foreground_classes:=[green, white]",
+                        "-p", "diagnostics_period:=0.3", "-p", "adaptation.enabled:=false", *extra, probe=probe)
 
 
 # Both input paths for sensor_msgs/Image: the CDR bytes parsed in place (default) and rclpy's messages.
 @pytest.fixture(scope="module", params=["true", "false"], ids=["raw_cdr", "deserialised"])
 def raw_node(ros_env, model, rcl, request):
-    proc = _start(ros_env, model, "-p", f"transport.raw_cdr:={request.param}")
-    probe = Probe("test_raw")
-    yield proc, probe
-    probe.destroy()
-    log = proc.stop()
-    print(log)
+    with _running(ros_env, model, "-p", f"transport.raw_cdr:={request.param}", probe="test_raw") as node:
+        yield node
 
 
 def _publish_until(probe, pub, msg, topics, stamp_sec, timeout=20.0):
@@ -83,8 +78,7 @@ def test_every_raw_encoding_gives_correct_outputs(raw_node, model):
     proc, probe = raw_node
     for t in OUT:
         probe.subscribe(Image, t)
-    pub = probe.node.create_publisher(Image, "/image", 10)
-    assert probe.wait_for_subscriber(pub), "node never subscribed to /image"
+    pub = probe.publisher(Image, "/image")
     reference = SemanticSegmenter.from_file(model)
     palette = reference.contract.color_table()
     rgb_true = make_frame()
@@ -120,8 +114,7 @@ def test_row_padding_and_big_endian_are_respected(raw_node, model):
     proc, probe = raw_node
     for t in OUT[:1]:
         probe.received.setdefault(t, []) or probe.subscribe(Image, t)
-    pub = probe.node.create_publisher(Image, "/image", 10)
-    probe.wait_for_subscriber(pub)
+    pub = probe.publisher(Image, "/image")
     reference = SemanticSegmenter.from_file(model)
     rgb = make_frame()
     padded = np.zeros((48, 64 * 3 + 10), np.uint8)
@@ -144,8 +137,7 @@ def test_bad_input_is_logged_and_the_node_keeps_running(raw_node):
     if "/openpixel/label" not in probe.received:
         probe.subscribe(Image, "/openpixel/label")
     diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
-    pub = probe.node.create_publisher(Image, "/image", 10)
-    probe.wait_for_subscriber(pub)
+    pub = probe.publisher(Image, "/image")
     bad = [  # with the codec's one-line reason, the same on both input paths
         (Image(header=_header(200), height=4, width=4, encoding="32FC1", step=16, data=byte_array(bytes(64))),
          "unsupported encoding '32FC1'"),
@@ -187,8 +179,7 @@ def test_raw_cdr_refuses_other_wire_formats_as_bad_frames(raw_node, request):
     diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
     if "/openpixel/label" not in probe.received:
         probe.subscribe(Image, "/openpixel/label")
-    pub = probe.node.create_publisher(Image, "/image", 10)
-    probe.wait_for_subscriber(pub)
+    pub = probe.publisher(Image, "/image")
     wire = bytearray(serialize_message(array_to_image_msg(make_frame(), _header(220))))
     wire[1] = 0x00  # big-endian encapsulation
 
@@ -228,8 +219,7 @@ def test_parameters_are_validated_at_run_time(raw_node):
         probe.subscribe(Image, "/openpixel/mask")
     if "/openpixel/label" not in probe.received:
         probe.subscribe(Image, "/openpixel/label")
-    pub = probe.node.create_publisher(Image, "/image", 10)
-    probe.wait_for_subscriber(pub)
+    pub = probe.publisher(Image, "/image")
     out = _publish_until(probe, pub, array_to_image_msg(make_frame(), _header(300)),
                          ["/openpixel/mask", "/openpixel/label"], 300)
     labels = _arr(out["/openpixel/label"])
@@ -237,13 +227,10 @@ def test_parameters_are_validated_at_run_time(raw_node):
 
 
 def test_compressed_input(ros_env, model, rcl):
-    proc = _start(ros_env, model, "-p", "input_transport:=compressed", "-r", "__node:=openpixel_c",
-                  "-r", "image:=/cam/image_raw")
-    probe = Probe("test_compressed")
-    try:
+    with _running(ros_env, model, "-p", "input_transport:=compressed", "-r", "__node:=openpixel_c",
+                  "-r", "image:=/cam/image_raw", probe="test_compressed") as (proc, probe):
         probe.subscribe(Image, "/openpixel_c/label")
-        pub = probe.node.create_publisher(CompressedImage, "/cam/image_raw/compressed", 10)
-        assert probe.wait_for_subscriber(pub), "node did not subscribe to <image>/compressed"
+        pub = probe.publisher(CompressedImage, "/cam/image_raw/compressed")  # <image>/compressed
         reference = SemanticSegmenter.from_file(model)
         rgb = make_frame()
         for i, fmt in enumerate(("png", "jpeg"), start=400):
@@ -261,9 +248,7 @@ def test_compressed_input(ros_env, model, rcl):
         msg = CompressedImage(header=_header(451), format="png")
         msg.data = byte_array(encode_compressed(rgb, "png"))
         _publish_until(probe, pub, msg, ["/openpixel_c/label"], 451)
-    finally:
-        probe.destroy()
-        log = proc.stop()
+    log = proc.stop()
     assert "corrupt or truncated jpeg" in log
 
 
@@ -274,13 +259,10 @@ def test_more_than_255_classes_gives_mono16_labels(ros_env, tmp_path, rcl):
     weights[290] = [6.0, 0.0, 0.0]  # reddish pixels land beyond 255
     path = tmp_path / "many.onnx"
     linear_classifier(path, weights, bias)
-    proc = NodeProcess(node_command("-p", f"model_path:={path}", "-r", "__node:=openpixel_m",
-                                    "-p", "adaptation.enabled:=false"), ros_env)
-    probe = Probe("test_mono16")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={path}", "-r", "__node:=openpixel_m",
+                      "-p", "adaptation.enabled:=false", probe="test_mono16") as (_, probe):
         probe.subscribe(Image, "/openpixel_m/label")
-        pub = probe.node.create_publisher(Image, "/image", 10)
-        probe.wait_for_subscriber(pub)
+        pub = probe.publisher(Image, "/image")
         rgb = make_frame()
         out = _publish_until(probe, pub, array_to_image_msg(rgb, _header(500)), ["/openpixel_m/label"], 500)
         msg = out["/openpixel_m/label"]
@@ -288,9 +270,6 @@ def test_more_than_255_classes_gives_mono16_labels(ros_env, tmp_path, rcl):
         expected = SemanticSegmenter.from_file(path).infer(rgb).labels
         assert expected.dtype == np.uint16 and expected.max() > 255
         np.testing.assert_array_equal(_arr(msg), expected)
-    finally:
-        probe.destroy()
-        proc.stop()
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "no_metadata", "wrong_output"])

@@ -11,7 +11,7 @@ from openpixel_ros.adaptation import CONDITIONING_SIZE
 from openpixel_ros.image_codec import decode_raw
 from openpixel_ros.msg import AdaptationState
 from openpixel_ros.node.image_messages import array_to_image_msg
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import running_node
 
 rng = np.random.default_rng(5)
 DAYLIGHT = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)  # mean 0.5, full histogram: score 0
@@ -23,12 +23,9 @@ def node(ros_env, rcl, tmp_path_factory):
     # p = sigmoid(conditioning[0]): 0.5 (label 0) for a score of 0, above 0.5 (label 1) otherwise.
     path = tmp_path_factory.mktemp("cond") / "conditioned.onnx"
     linear_classifier(path, [[0.0, 0.0, 0.0]], [0.0], kind="probability", conditioning_size=CONDITIONING_SIZE)
-    proc = NodeProcess(node_command("-p", f"model_path:={path}", "-r", "__node:=openpixel_a",
-                                    "-p", "adaptation.smoothing:=1.0"), ros_env)
-    probe = Probe("test_adaptation")
-    yield proc, probe
-    probe.destroy()
-    proc.stop()
+    with running_node(ros_env, "-p", f"model_path:={path}", "-r", "__node:=openpixel_a",
+                      "-p", "adaptation.smoothing:=1.0", probe="test_adaptation") as node:
+        yield node
 
 
 def _stream_until(probe, pub, frame, sec, topics, timeout=20):
@@ -47,8 +44,7 @@ def test_state_adapted_image_and_conditioning(node):
     probe.subscribe(AdaptationState, topics[0])
     probe.subscribe(Image, topics[1])
     probe.subscribe(Image, topics[2])
-    pub = probe.node.create_publisher(Image, "/image", 10)
-    assert probe.wait_for_subscriber(pub)
+    pub = probe.publisher(Image, "/image")
 
     day = _stream_until(probe, pub, DAYLIGHT, 1, topics)
     state = day[topics[0]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import rclpy
@@ -14,7 +15,7 @@ from std_msgs.msg import Header
 
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.srv import SegmentAtPoints
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import running_node
 from test_node import make_frame, model  # noqa: F401 (model: fixture)
 
 CALLS, CLIENTS, QUEUE = 100, 5, 8
@@ -27,14 +28,22 @@ def _diag(messages):
     return values[-1] if values else {}
 
 
-def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl, model):
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_burst",
-                                    "-r", "image:=/burst_cam/image",
-                                    "-p", "adaptation.enabled:=false", "-p", "diagnostics_period:=0.2",
-                                    "-p", f"click.queue_size:={QUEUE}"), ros_env)
-    probe = Probe("test_burst")
-    clients = [rclpy.create_node(f"burst_client_{i}") for i in range(CLIENTS)]
+@contextmanager
+def _client_nodes(count):
+    clients = [rclpy.create_node(f"burst_client_{i}") for i in range(count)]
     try:
+        yield clients
+    finally:
+        for c in clients:
+            c.destroy_node()
+
+
+def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl, model):  # noqa: F811 (fixture)
+    with running_node(ros_env, "-p", f"model_path:={model}", "-r", "__node:=openpixel_burst",
+                      "-r", "image:=/burst_cam/image",
+                      "-p", "adaptation.enabled:=false", "-p", "diagnostics_period:=0.2",
+                      "-p", f"click.queue_size:={QUEUE}", probe="test_burst") as (proc, probe), \
+            _client_nodes(CLIENTS) as clients:
         labels = probe.subscribe(Image, "/openpixel_burst/label")
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         pub = probe.node.create_publisher(Image, "/burst_cam/image", 10)
@@ -102,26 +111,15 @@ def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl
         assert int(diag["prompt_requests_refused_busy"]) == len(busy)
         print(f"burst: {len(ok)} results, {len(busy)} busy, {labels_during} labels meanwhile; {diag}")
         assert proc.alive()
-    finally:
-        for c in clients:
-            c.destroy_node()
-        probe.destroy()
-        log = proc.stop()
+    log = proc.stop()
     assert "Traceback" not in log, log
 
 
-def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, rcl, model):
+def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, rcl, model):  # noqa: F811 (fixture)
     """Frames overwritten in the subscription queue (depth 1) before the node took them are
     counted from gaps in the publisher's sequence numbers: received + overrun == published."""
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", "__node:=openpixel_overrun",
-                                    "-r", "image:=/overrun_cam/image", "-p", "adaptation.enabled:=false",
-                                    "-p", "diagnostics_period:=0.2"), ros_env)
-    probe = Probe("test_overrun")
-    try:
-        labels = probe.subscribe(Image, "/openpixel_overrun/label")
-        diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
-        pub = probe.node.create_publisher(Image, "/overrun_cam/image", 10)
-        assert probe.wait_for_subscriber(pub)
+    with _counting_node(ros_env, model, "openpixel_overrun") as (probe, labels, diagnostics):
+        pub = probe.publisher(Image, "/openpixel_overrun_cam/image")
         msg = array_to_image_msg(np.zeros((480, 640, 3), np.uint8), Header(frame_id="overrun_cam"))
         assert probe.spin_until(lambda: labels, timeout=20, every=lambda: pub.publish(msg), period=0.5)
         probe.spin_until(lambda: False, timeout=1.0)
@@ -137,30 +135,25 @@ def test_every_published_frame_is_received_or_counted_as_overrun(ros_env, rcl, m
         print(f"overrun: 301 published, {received + overrun - base_received} accounted, {overrun} overrun")
         assert received + overrun - base_received == 301, diag
         assert overrun > 0, "the burst never overran the queue: the test proves nothing"
-    finally:
-        probe.destroy()
-        proc.stop()
 
 
 def _accounted(diag) -> int:
     return int(diag["frames_received"]) + int(diag["frames_dropped_queue_overrun"])
 
 
-def _start_counting_node(ros_env, model, name):  # noqa: F811
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-r", f"__node:={name}",
-                                    "-r", f"image:=/{name}_cam/image", "-p", "adaptation.enabled:=false",
-                                    "-p", "diagnostics_period:=0.2"), ros_env)
-    probe = Probe(f"test_{name}")
-    labels = probe.subscribe(Image, f"/{name}/label")
-    diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
-    return proc, probe, labels, diagnostics
+@contextmanager
+def _counting_node(ros_env, model, name):  # noqa: F811
+    """A node ``name`` on /``name``_cam/image, diagnostics every 0.2 s; its labels and diagnostics recorded."""
+    with running_node(ros_env, "-p", f"model_path:={model}", "-r", f"__node:={name}",
+                      "-r", f"image:=/{name}_cam/image", "-p", "adaptation.enabled:=false",
+                      "-p", "diagnostics_period:=0.2", probe=f"test_{name}") as (_, probe):
+        yield probe, probe.subscribe(Image, f"/{name}/label"), probe.subscribe(DiagnosticArray, "/diagnostics")
 
 
 def test_two_publishers_with_one_frame_id_are_counted_per_publisher(ros_env, rcl, model):  # noqa: F811
     """Issue 17: sequence gaps were tracked per frame_id, so two cameras on one topic (same
     frame_id, different message counts) made the node report losses that never happened."""
-    proc, probe, labels, diagnostics = _start_counting_node(ros_env, model, "openpixel_two_pubs")
-    try:
+    with _counting_node(ros_env, model, "openpixel_two_pubs") as (probe, labels, diagnostics):
         first = probe.node.create_publisher(Image, "/openpixel_two_pubs_cam/image", 10)
         second = probe.node.create_publisher(Image, "/openpixel_two_pubs_cam/image", 10)
         msg = array_to_image_msg(make_frame(48, 64), Header(frame_id="same_camera"))
@@ -184,19 +177,14 @@ def test_two_publishers_with_one_frame_id_are_counted_per_publisher(ros_env, rcl
         diag = _diag(diagnostics)
         assert _accounted(diag) - base == 82, diag  # exactly what was published: no phantom losses
         assert diag["queue_overrun_counting"] == "per publisher"
-    finally:
-        probe.destroy()
-        proc.stop()
 
 
 def test_frames_are_counted_while_paused(ros_env, rcl, model):  # noqa: F811
     """docs/nodes.md: with ~/enable false frames are still counted (frames_received stopped)."""
     from std_srvs.srv import SetBool
-    proc, probe, labels, diagnostics = _start_counting_node(ros_env, model, "openpixel_paused")
-    try:
-        pub = probe.node.create_publisher(Image, "/openpixel_paused_cam/image", 10)
+    with _counting_node(ros_env, model, "openpixel_paused") as (probe, labels, diagnostics):
+        pub = probe.publisher(Image, "/openpixel_paused_cam/image")
         msg = array_to_image_msg(make_frame(48, 64), Header(frame_id="cam"))
-        assert probe.wait_for_subscriber(pub)
         assert probe.spin_until(lambda: labels, timeout=20, every=lambda: pub.publish(msg), period=0.5)
         enable = probe.node.create_client(SetBool, "/openpixel_paused/enable")
         assert enable.wait_for_service(timeout_sec=10)
@@ -214,6 +202,3 @@ def test_frames_are_counted_while_paused(ros_env, rcl, model):  # noqa: F811
         overrun = int(after["frames_dropped_queue_overrun"]) - int(before["frames_dropped_queue_overrun"])
         assert received + overrun == 20 and paused == received > 0, (before, after)
         assert int(after["frames_processed"]) == int(before["frames_processed"]), "a paused node segmented"
-    finally:
-        probe.destroy()
-        proc.stop()

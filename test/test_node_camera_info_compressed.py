@@ -14,7 +14,7 @@ from openpixel_ros.node.camera_info import StampPairing, camera_info_topic
 from openpixel_ros.node.camera_publisher import nominal_camera_info
 from openpixel_ros.node.compressed_outputs import format_field
 from openpixel_ros.node.image_messages import array_to_image_msg
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import running_node
 from test_node import BIAS, CLASSES, WEIGHTS, make_frame
 
 H, W = 48, 64
@@ -60,11 +60,9 @@ def _header(sec):
 
 
 def test_camera_info_is_paired_and_compressed_outputs_follow_subscriptions(ros_env, rcl, model):
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "adaptation.enabled:=false",
-                                    "-p", "diagnostics_period:=0.2", "-p", "compressed.jpeg_quality:=95",
-                                    "-r", "__ns:=/ci", "-r", "image:=/ci/cam/image_raw"), ros_env)
-    probe = Probe("test_camera_info")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={model}", "-p", "adaptation.enabled:=false",
+                      "-p", "diagnostics_period:=0.2", "-p", "compressed.jpeg_quality:=95",
+                      "-r", "__ns:=/ci", "-r", "image:=/ci/cam/image_raw", probe="test_camera_info") as (proc, probe):
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         infos = probe.subscribe(CameraInfo, "/ci/openpixel/camera_info")
         compressed = {name: probe.subscribe(CompressedImage, f"/ci/openpixel/{name}/compressed")
@@ -138,6 +136,3 @@ def test_camera_info_is_paired_and_compressed_outputs_follow_subscriptions(ros_e
             counters()
         assert len(compressed["label"]) > n_before  # still processed
         assert not [i for i in infos if i.header.stamp.sec >= first_bare]
-    finally:
-        probe.destroy()
-        print(proc.stop())

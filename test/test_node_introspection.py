@@ -14,7 +14,7 @@ from onnx_models import linear_classifier
 from openpixel_ros.node.click_topics import wrong_type_message
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.node.stage_log import StageLog
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import running_node
 
 STAGES = ("input", "decode", "inference", "publish", "click")
 
@@ -64,10 +64,9 @@ def test_stage_log_is_rate_limited_per_stage_and_free_when_off():
 
 def test_debug_lines_per_stage_and_wrong_click_type_warning(ros_env, rcl, model):
     # Expects PointStamped clicks (the default); a Point publisher appears on ~/click.
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "diagnostics_period:=0.2",
-                                    "-r", "image:=/intro/image", "--log-level", "openpixel:=debug"), ros_env)
-    probe = Probe("test_introspection")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={model}", "-p", "diagnostics_period:=0.2",
+                      "-r", "image:=/intro/image", "--log-level", "openpixel:=debug",
+                      probe="test_introspection") as (proc, probe):
         labels = probe.subscribe(Image, "/openpixel/label")
         masks = probe.subscribe(Image, "/openpixel/click_mask")
         camera = probe.node.create_publisher(Image, "/intro/image", 10)
@@ -81,11 +80,9 @@ def test_debug_lines_per_stage_and_wrong_click_type_warning(ros_env, rcl, model)
         assert probe.spin_until(lambda: masks, timeout=20,
                                 every=lambda: right.publish(PointStamped(point=Point(x=2.0, y=2.0)))), proc.stop()
         seconds = time.monotonic() - t0
-    finally:
-        probe.destroy()
-        log = proc.stop()
+    log = proc.stop()
     for stage in STAGES:
-        lines = [line for line in log.splitlines() if f"[DEBUG]" in line and f"]: {stage}: " in line]
+        lines = [line for line in log.splitlines() if "[DEBUG]" in line and f"]: {stage}: " in line]
         assert lines, f"no debug line for stage {stage}:\n{log}"
         # At most one per second per stage (while ~60 frames a second went through the first stages).
         assert len(lines) <= seconds + 8, (stage, len(lines), seconds)

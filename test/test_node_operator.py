@@ -15,7 +15,7 @@ from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.node.rates import RateMeter, engine_ms_text, processed_ratio_warning
 from openpixel_ros.semantic import SemanticSegmenter
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import running_node
 
 CLASSES = ["red", "green", "blue"]
 CAMERA_HZ = 20.0
@@ -73,10 +73,8 @@ def test_rate_meter_and_warning_logic():
 
 
 def test_classes_rates_warning_and_enable(ros_env, rcl, model):
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "diagnostics_period:=0.5",
-                                    "-p", "adaptation.enabled:=false", "-r", "image:=/op/image"), ros_env)
-    probe = Probe("test_operator")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={model}", "-p", "diagnostics_period:=0.5",
+                      "-p", "adaptation.enabled:=false", "-r", "image:=/op/image", probe="test_operator") as (_, probe):
         # Class metadata: read-only parameter, from the model.
         got = _call(probe, probe.node.create_client(GetParameters, "/openpixel/get_parameters"),
                     GetParameters.Request(names=["classes"]))
@@ -86,8 +84,7 @@ def test_classes_rates_warning_and_enable(ros_env, rcl, model):
 
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         labels = probe.subscribe(Image, "/openpixel/label")
-        pub = probe.node.create_publisher(Image, "/op/image", 10)
-        assert probe.wait_for_subscriber(pub)
+        pub = probe.publisher(Image, "/op/image")
         _stream(probe, pub, 20, lambda: len(labels) > 5)
         diagnostics.clear()
         _stream(probe, pub, 4)  # steady stream at CAMERA_HZ
@@ -113,23 +110,16 @@ def test_classes_rates_warning_and_enable(ros_env, rcl, model):
         t0 = time.monotonic()
         assert _stream(probe, pub, 10, lambda: labels), "no labels after ~/enable true"
         assert time.monotonic() - t0 < 5  # no engine reload
-    finally:
-        probe.destroy()
-        log = proc.stop()
-    print(log)
 
 
 def test_slow_engine_warns_with_rates(ros_env, rcl, model):
     # An engine that takes 150 ms (debug.engine_delay_ms) cannot follow a 20 Hz camera.
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "diagnostics_period:=0.5",
-                                    "-p", "debug.engine_delay_ms:=150.0", "-p", "diagnostics.min_processed_ratio:=0.6",
-                                    "-r", "image:=/slow/image"), ros_env)
-    probe = Probe("test_operator_slow")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={model}", "-p", "diagnostics_period:=0.5",
+                      "-p", "debug.engine_delay_ms:=150.0", "-p", "diagnostics.min_processed_ratio:=0.6",
+                      "-r", "image:=/slow/image", probe="test_operator_slow") as (_, probe):
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         labels = probe.subscribe(Image, "/openpixel/label")
-        pub = probe.node.create_publisher(Image, "/slow/image", 10)
-        assert probe.wait_for_subscriber(pub)
+        pub = probe.publisher(Image, "/slow/image")
         _stream(probe, pub, 20, lambda: len(labels) > 2)
         diagnostics.clear()
         _stream(probe, pub, 4)
@@ -137,27 +127,19 @@ def test_slow_engine_warns_with_rates(ros_env, rcl, model):
         assert status.level == DiagnosticStatus.WARN, (status.message, values)
         assert "below diagnostics.min_processed_ratio 0.6" in status.message
         assert float(values["processed_rate_hz"]) < 0.6 * float(values["input_rate_hz"])
-    finally:
-        probe.destroy()
-        print(proc.stop())
 
 
 def test_rqt_image_view_point_clicks(ros_env, rcl, model):
     # rqt_image_view publishes geometry_msgs/Point on <image>_mouse_left; remapped onto ~/click.
-    proc = NodeProcess(node_command("-p", f"model_path:={model}", "-p", "click.message_type:=point",
-                                    "-r", "image:=/rqt/image", "-r", "~/click:=/rqt/image_mouse_left"), ros_env)
-    probe = Probe("test_operator_click")
-    try:
+    with running_node(ros_env, "-p", f"model_path:={model}", "-p", "click.message_type:=point",
+                      "-r", "image:=/rqt/image", "-r", "~/click:=/rqt/image_mouse_left",
+                      probe="test_operator_click") as (proc, probe):
         masks = probe.subscribe(Image, "/openpixel/click_mask")
-        camera = probe.node.create_publisher(Image, "/rqt/image", 10)
-        clicks = probe.node.create_publisher(Point, "/rqt/image_mouse_left", 10)
-        assert probe.wait_for_subscriber(camera) and probe.wait_for_subscriber(clicks)
+        camera = probe.publisher(Image, "/rqt/image")
+        clicks = probe.publisher(Point, "/rqt/image_mouse_left")
         msg = array_to_image_msg(_frame(), None, "rgb8")
         _stream(probe, camera, 1.0)
         assert probe.spin_until(lambda: masks, timeout=20,
                                 every=lambda: (camera.publish(msg), clicks.publish(Point(x=9.0, y=4.0)))), proc.stop()
         mask = np.frombuffer(bytes(masks[-1].data), np.uint8).reshape(8, 12)
         assert mask[4, 9] == 255 and mask[:, :4].max() == 0  # the clicked (blue) region, not the red one
-    finally:
-        probe.destroy()
-        print(proc.stop())

@@ -4,7 +4,6 @@ import math
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from geometry_msgs.msg import Point, PointStamped
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -13,7 +12,7 @@ from openpixel_ros.image_codec import decode_raw
 from openpixel_ros.msg import Scribble
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.srv import SegmentAtPoints
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import running_node
 
 H, W = 240, 320
 A, B = (90, 120), (230, 120)  # centres of two discs (x, y)
@@ -31,16 +30,12 @@ def scene():
 
 
 @pytest.fixture(scope="module")
-def node(ros_env):
-    rclpy.init()
-    proc = NodeProcess(node_command("-r", "__node:=openpixel_p", "-r", "image:=/cam/image"), ros_env)
-    probe = Probe("test_prompts")
-    client = probe.node.create_client(SegmentAtPoints, "/openpixel_p/segment_at_points")
-    assert client.wait_for_service(timeout_sec=20), "service never appeared"
-    yield proc, probe, client
-    probe.destroy()
-    proc.stop()
-    rclpy.try_shutdown()
+def node(ros_env, rcl):
+    with running_node(ros_env, "-r", "__node:=openpixel_p", "-r", "image:=/cam/image",
+                      probe="test_prompts") as (proc, probe):
+        client = probe.node.create_client(SegmentAtPoints, "/openpixel_p/segment_at_points")
+        assert client.wait_for_service(timeout_sec=20), "service never appeared"
+        yield proc, probe, client
 
 
 def call(probe, client, **fields):
@@ -179,8 +174,7 @@ def test_unsupported_encoding_and_missing_frame(node):
 
 def test_latest_frame_and_click_topic(node):
     _, probe, client = node
-    pub = probe.node.create_publisher(Image, "/cam/image", 10)
-    assert probe.wait_for_subscriber(pub)
+    pub = probe.publisher(Image, "/cam/image")
     frame = image_msg(sec=42)
     masks = probe.subscribe(Image, "/openpixel_p/click_mask")
     overlays = probe.subscribe(Image, "/openpixel_p/click_overlay")
@@ -213,9 +207,8 @@ def test_repeated_stamps_never_answer_on_an_older_frame(node):
     second must segment the second frame's object, through the service and through ~/click. The
     answer is polled because the frame and the request travel separately; a stale answer never ends."""
     _, probe, client = node
-    pub = probe.node.create_publisher(Image, "/cam/image", 10)
-    clicks = probe.node.create_publisher(PointStamped, "/openpixel_p/click", 10)
-    assert probe.wait_for_subscriber(pub) and probe.wait_for_subscriber(clicks)
+    pub = probe.publisher(Image, "/cam/image")
+    clicks = probe.publisher(PointStamped, "/openpixel_p/click")
     masks = probe.subscribe(Image, "/openpixel_p/click_mask")
     big = scene()  # a disc of radius 45 at A
     small = np.full((H, W, 3), (40, 60, 150), np.uint8)

@@ -14,6 +14,8 @@ from openpixel_ros.node.openpixel_node import OpenPixelNode
 from openpixel_ros.node.parameters import all_parameters
 from test_node import BIAS, CLASSES, WEIGHTS
 
+pytestmark = pytest.mark.ros  # an rclpy node in this process (its own rclpy.init)
+
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):

@@ -9,7 +9,7 @@ from openpixel_ros import Segmentor
 from openpixel_ros.default_model import default_model_path
 from openpixel_ros.image_codec import decode_raw
 from openpixel_ros.node.image_messages import array_to_image_msg
-from ros_helpers import NodeProcess, Probe, node_command
+from ros_helpers import running_node
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +23,14 @@ def model():
 def test_segmentor_gives_the_node_s_result(ros_env, rcl, model):
     frame = np.ascontiguousarray(data.astronaut()[:, :, :3])
     expected = Segmentor().infer(frame)
-    proc = NodeProcess(node_command("-r", "__node:=openpixel_parity"), ros_env)
-    probe = Probe("test_parity")
-    try:
+    with running_node(ros_env, "-r", "__node:=openpixel_parity", probe="test_parity") as (_, probe):
         labels = probe.subscribe(Image, "/openpixel_parity/label")
         masks = probe.subscribe(Image, "/openpixel_parity/mask")
-        pub = probe.node.create_publisher(Image, "/image", 10)
-        assert probe.wait_for_subscriber(pub)
+        pub = probe.publisher(Image, "/image")
         header = Header(frame_id="parity")
         header.stamp.sec = 7
         msg = array_to_image_msg(frame, header, "rgb8")
         assert probe.spin_until(lambda: labels and masks, timeout=20, every=lambda: pub.publish(msg))
-    finally:
-        probe.destroy()
-        proc.stop()
     got = decode_raw("mono8", 512, 512, labels[0].step, False, labels[0].data)
     np.testing.assert_array_equal(got, expected.labels)
     np.testing.assert_array_equal(decode_raw("mono8", 512, 512, masks[0].step, False, masks[0].data), expected.mask)

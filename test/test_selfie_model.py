@@ -25,7 +25,7 @@ METADATA_KEYS = {"format", "task", "input", "output", "classes", "colors", "cond
 
 
 @pytest.fixture()
-def model_home(tmp_path, monkeypatch, mediapipe_wheel) -> Path:
+def model_home(tmp_path, monkeypatch, mediapipe_wheel) -> Path:  # noqa: F811 (fixture)
     """An empty model directory whose downloads/ already holds the wheel (a link to it)."""
     home = tmp_path / "models"
     (home / "downloads").mkdir(parents=True)

@@ -81,7 +81,7 @@ def test_operators_match_interpreter(model_path):
         assert list(ref["inputs"]) == op.inputs and list(ref["outputs"]) == op.outputs
 
 
-def test_selfie_float16_weights_follow_dequantize(selfie_models):
+def test_selfie_float16_weights_follow_dequantize(selfie_models):  # noqa: F811 (fixture)
     model = TFLiteModel.load(selfie_models["selfie_segmentation"])
     first_conv = next(op for op in model.operators if op.opcode == "CONV_2D")
     weight_index = first_conv.inputs[1]
@@ -99,7 +99,7 @@ def test_selfie_float16_weights_follow_dequantize(selfie_models):
     assert model.constant(model.inputs[0]) is None
 
 
-def test_selfie_custom_op_and_resize_options(selfie_models):
+def test_selfie_custom_op_and_resize_options(selfie_models):  # noqa: F811 (fixture)
     model = TFLiteModel.load(selfie_models["selfie_segmentation_landscape"])
     transpose_conv = next(op for op in model.operators
                           if op.opcode == "Convolution2DTransposeBias")
@@ -222,7 +222,7 @@ def test_truncated_file(tmp_path, good_bytes, fraction):
     assert_one_line_value_error(path, "corrupt or truncated")
 
 
-def test_truncated_real_model(tmp_path, selfie_models):
+def test_truncated_real_model(tmp_path, selfie_models):  # noqa: F811 (fixture)
     data = selfie_models["selfie_segmentation"].read_bytes()
     path = tmp_path / "cut.tflite"
     for size in (16, 1000, len(data) // 2, len(data) - 5000):

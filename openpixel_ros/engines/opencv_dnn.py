@@ -2,8 +2,8 @@
 
 The Torch7 ENet (Cityscapes) is the case in point: ``cv2.dnn.readNetFromTorch``
 reads it, ONNX Runtime cannot. The node never uses this engine; the evaluation
-tools select it with ``--engine opencv-dnn`` (it is registered in :mod:`openpixel_ros.engines`). ``readNetFromTorch`` exists only in
-OpenCV 4.x (5.0 removed it), hence the ``opencv-python-headless==4.14.0.*`` pin.
+tools select it with ``--engine opencv-dnn`` (it is registered in :mod:`openpixel_ros.engines`).
+``readNetFromTorch`` exists only in OpenCV 4.x (5.0 removed it), hence the ``opencv-python-headless==4.14.0.*`` pin.
 
 A reference model has no openpixel metadata, so the engine's
 :meth:`~OpenCvDnnEngine.model_contract` builds it (:func:`reference_contract`) from

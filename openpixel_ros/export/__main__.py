@@ -2,7 +2,8 @@
 
     python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx [--height H --width W | --dynamic]
     python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx --variants int8,fp16 --calib-images DIR
-    python -m openpixel_ros.export --onnx X.onnx --engine X.engine --precision fp16 [--calib-images DIR] [--workspace MB]
+    python -m openpixel_ros.export --onnx X.onnx --engine X.engine --precision fp16
+        [--calib-images DIR] [--workspace MB]
     python -m openpixel_ros.export --onnx X.onnx --frame-labels 1920x1080 [--engine X.labels.engine ...]
 
 ``--frame-labels WxH`` writes ``X.frame_labels_WxH.onnx``: the model plus, inside the graph, the

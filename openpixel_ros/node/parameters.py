@@ -132,9 +132,9 @@ NODE_PARAMETERS = (
               min=0.0, max=1000.0),
     # -- click prompts --
     ParamSpec("prompt_engine", "classical", "Engine for click prompts (~/segment_at_points, ~/click): classical "
-              "(GrabCut, no weights; fewest clicks on large objects), sam (Segment-Anything-format ONNX pair) or openpixel "
-              "(the package's click network: ~15x faster, better on small objects; docs/interactive.md).", read_only=True,
-              choices=("classical", "sam", "openpixel")),
+              "(GrabCut, no weights; fewest clicks on large objects), sam (Segment-Anything-format ONNX pair) or "
+              "openpixel (the package's click network: ~15x faster, better on small objects; docs/interactive.md).",
+              read_only=True, choices=("classical", "sam", "openpixel")),
     ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
               "beside it, see docs/interactive.md); for openpixel a click network (X.onnx, contract task click) "
               "or an OpenPixel encoder with its click decoder beside it (e.g. openpixel_road); unused by "
