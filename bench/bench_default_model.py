@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     print_table(f"OpenPixel road at 480x360, ONNX Runtime CPU, {args.threads} threads "
                 f"(decoder {decoder_mb:.2f} MB, shared)",
                 ["format", "encoder MB", "encoder ms", "segment ms", "val mIoU", "kept", "agree px"], rows)
-    path = write_results("default_model_candidate" if args.candidate else "default_model", {"threads": args.threads, "repeats": args.repeats,
+    name = "default_model_candidate" if args.candidate else "default_model"
+    path = write_results(name, {"threads": args.threads, "repeats": args.repeats,
                                            "decoder_mb": round(decoder_mb, 3), "formats": results})
     print(f"\nwrote {path}")
     return 0
