@@ -122,7 +122,7 @@ def main(argv=None) -> int:
                 ["format", "encoder MB", "encoder ms", "segment ms", "val mIoU", "kept", "agree px"], rows)
     name = "default_model_candidate" if args.candidate else "default_model"
     path = write_results(name, {"threads": args.threads, "repeats": args.repeats,
-                                           "decoder_mb": round(decoder_mb, 3), "formats": results})
+                                "decoder_mb": round(decoder_mb, 3), "formats": results})
     print(f"\nwrote {path}")
     return 0
 
