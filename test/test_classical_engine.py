@@ -64,6 +64,7 @@ def test_negative_click_removes_a_joined_part(engine):
     assert (corrected.mask & ellipse).sum() > 0.95 * ellipse.sum()
 
 
+@pytest.mark.slow
 def test_clicks_are_always_respected(engine):
     """Whatever the image, positive clicks are in the mask and negative ones out of it,
     even when they contradict the image (a 'positive' click on background)."""
@@ -170,6 +171,7 @@ def test_score_is_lower_when_object_and_surroundings_look_alike(engine):
     assert 0.0 <= vague < clear
 
 
+@pytest.mark.slow
 def test_real_grabcut_images_reach_high_iou():
     """Three GrabCut benchmark images under the standard protocol, five clicks each."""
     pairs = pair_by_stem(shared_path("datasets", "grabcut", "images"), shared_path("datasets", "grabcut", "masks"))

@@ -49,6 +49,7 @@ def test_the_road_models_click_decoder_loads_when_the_road_model_is_named():
     assert "config/train/click.yaml" in metadata["source"] and "non-commercial" in metadata["license"]
 
 
+@pytest.mark.slow
 def test_two_clicks_outline_an_object_an_untrained_decoder_cannot(tmp_path):
     torch = pytest.importorskip("torch")
     from openpixel_ros.export.onnx_export import export_openpixel
@@ -85,6 +86,7 @@ def grabcut_reached_within_three_clicks(engine) -> tuple:
     return len(pairs), reached
 
 
+@pytest.mark.slow
 def test_within_three_clicks_most_grabcut_objects_reach_085():
     images, reached = grabcut_reached_within_three_clicks(
         create_prompt_engine("openpixel", "openpixel_road", threads=2))

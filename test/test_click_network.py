@@ -81,6 +81,7 @@ def test_stem_fusion_starts_as_the_pretrained_backbone_and_every_layer_sees_the_
         model(image, torch.zeros(1, 4, S // 4, S // 4))
 
 
+@pytest.mark.slow
 def test_resumed_click_network_training_continues_exactly(tmp_path):
     straight = Trainer(tiny_config(tmp_path / "straight"))
     straight_history = straight.run(max_steps=5, log=None)
@@ -228,6 +229,7 @@ DECODER_12_REACHED = 29
 BAR = 33
 
 
+@pytest.mark.slow
 def test_within_three_clicks_more_grabcut_objects_reach_085_than_with_the_issue_12_decoder():
     images, reached = grabcut_reached_within_three_clicks(create_prompt_engine("openpixel", threads=2))
     assert images == 50 and reached >= BAR > DECODER_12_REACHED, reached

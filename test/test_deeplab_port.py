@@ -155,6 +155,7 @@ def test_person_mask_agrees_with_the_selfie_model(onnx_model):
     assert iou >= 0.7
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, capsys):
     out = tmp_path / "voc.onnx"
     assert deeplab_main(["--tflite", str(DEEPLAB), "--onnx", str(out), "--height", "129", "--width", "161"]) == 0

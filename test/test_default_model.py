@@ -103,6 +103,7 @@ def test_road_sky_and_car_on_real_camvid_frames(camvid_val):
         assert recall[name] > threshold, (name, recall)
 
 
+@pytest.mark.slow
 def test_an_untrained_network_fails_the_same_thresholds(camvid_val, tmp_path):
     torch = pytest.importorskip("torch")
     from openpixel_ros.export.onnx_export import export_openpixel
@@ -117,6 +118,7 @@ def test_an_untrained_network_fails_the_same_thresholds(camvid_val, tmp_path):
     assert any(recall[name] <= threshold for name, threshold in THRESHOLDS.items()), recall
 
 
+@pytest.mark.slow
 def test_int8_agrees_with_fp32_on_real_frames(camvid_val):
     fp32, int8 = Segmentor(), Segmentor("openpixel_road.int8")
     agree = total = 0

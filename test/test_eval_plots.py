@@ -37,6 +37,7 @@ def test_miou_curve_keeps_an_early_stop_at_its_last_iou():
     assert report_kind(report) == "clicks"
 
 
+@pytest.mark.slow
 def test_several_click_reports_give_one_picture_with_a_line_each(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_click_report("classical", [[0.5, 0.9], [0.6, 0.8, 0.95]])))
@@ -49,6 +50,7 @@ def test_several_click_reports_give_one_picture_with_a_line_each(tmp_path):
     assert eval_main(["plot", str(a), str(semantic)]) == 1  # only click reports go together
 
 
+@pytest.mark.slow
 def test_semantic_tool_draws_per_class_iou_and_the_confusion_matrix(tiny_set, tmp_path):  # noqa: F811
     model, images, labels, truths, predictions = tiny_set
     out = tmp_path / "semantic.json"

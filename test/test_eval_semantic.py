@@ -162,6 +162,7 @@ def test_lighting_tool_reports_every_shift_off_and_on(tiny_set, tmp_path):
     assert set(report["summary"]) == {"on", "naive"}
 
 
+@pytest.mark.slow
 def test_lighting_tool_scores_conditioning_on_and_off(tmp_path, tiny_set):
     _, images, labels, _, _ = tiny_set
     model = tmp_path / "conditioned.onnx"
@@ -201,6 +202,7 @@ def test_shifts_are_seeded_and_repeatable():
 
 
 # -- the real reference model -------------------------------------------------------------------
+@pytest.mark.slow
 def test_enet_reference_through_opencv_dnn_on_real_camvid(tmp_path):
     model = shared_path("models", "enet_cityscapes", "enet-model.net")
     camvid = shared_path("datasets", "camvid")

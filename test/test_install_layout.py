@@ -89,6 +89,7 @@ def _installed_env(prefix: Path, ros_env: dict) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_install_tree_holds_share_executables_python_and_models(prefix):
     share = prefix / "share" / "openpixel_ros"
     for rel in ("package.xml", "config/openpixel.yaml", "config/openpixel.rviz", "config/fastdds_shm.xml",

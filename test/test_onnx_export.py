@@ -71,6 +71,7 @@ def cli_export(checkpoint):
     return encoder, decoder, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_fixed_size_export_from_the_command_line(checkpoint, cli_export):
     """The command line writes both graphs with metadata and they match PyTorch."""
     encoder, decoder, printed = cli_export
@@ -104,6 +105,7 @@ def test_fixed_size_export_from_the_command_line(checkpoint, cli_export):
     assert report["mask_logits"]["max_abs_diff"] < 1e-3 and report["score"]["max_abs_diff"] < 1e-3
 
 
+@pytest.mark.slow
 def test_dynamic_export_runs_at_other_sizes(checkpoint, tmp_path):
     model, info, _ = load_checkpoint_model(checkpoint)
     encoder, decoder = export_openpixel(model, info, tmp_path / "dyn.onnx", dynamic=True)

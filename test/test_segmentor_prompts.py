@@ -63,6 +63,7 @@ def test_bad_scribbles_raise_a_prompt_error(segmentor, scribbles, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_threads_sharing_a_segmentor_get_their_own_frame_masks(segmentor):
     """Issue 17: four threads clicking through one Segmentor got other frames' masks (IoU 0.08)
     and exceptions. Click inference now holds a lock around the engine's frame and prompt."""

@@ -92,6 +92,7 @@ def test_class_weights_favour_rare_classes_and_keep_the_loss_scale():
     assert float(class_weights(counts, "median_frequency", max_weight=2.0).max()) == 2.0
 
 
+@pytest.mark.slow
 def test_batchnorm_calibration_keeps_the_function_and_learns_the_statistics():
     torch.manual_seed(0)
     net = MobileNetV2(width=0.5, output_stride=32, norm=True)
