@@ -26,6 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from .openpixel_node import OpenPixelNode, StartupError, diagnostics_status_name
+from .parameters import declare_parameters, spec_by_name
 from .runner import run_node
 from .usage import segmentation_node_usage
 
@@ -37,7 +38,8 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
     def __init__(self, **kwargs):
         # Not OpenPixelNode.__init__ (which configures and activates at once): only the parameters.
         LifecycleNode.__init__(self, "openpixel", **kwargs)
-        self._declare_parameters()
+        self._specs = spec_by_name()
+        declare_parameters(self, self._specs)
         self.segmentor = None
         self._processing = False
         # Outside the active state the node's own diagnostics timer does not exist: this one says
@@ -108,7 +110,7 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self.destroy_subscription(self._sub)
         for sub in self._click_subs:
             self.destroy_subscription(sub)
-        self.destroy_timer(self._diagnostics_timer)
+        self.destroy_timer(self.diagnostics_timer)
         self._stop_prompts("node deactivating")  # every accepted or waiting call answered, before the service goes
         self.destroy_service(self._srv)
         self.destroy_service(self._enable_srv)
@@ -118,9 +120,9 @@ class OpenPixelLifecycleNode(OpenPixelNode, LifecycleNode):
         self._latest = None
 
     def _destroy_outputs(self) -> None:
-        if getattr(self, "_compressed", None) is not None:
-            self._compressed.destroy(self)
-            self._compressed = None
+        if getattr(self, "compressed", None) is not None:
+            self.compressed.destroy(self)
+            self.compressed = None
         for name in _OUTPUT_PUBLISHERS:
             publisher = getattr(self, name, None)
             if publisher is not None:

@@ -49,3 +49,57 @@ def create_node_or_report(make_node: Callable[[], Node], logger_name: str,
         rclpy.logging.get_logger(logger_name).fatal(bounded(text))
     rclpy.try_shutdown()
     return None
+
+
+def load_segmentor(value: Callable[[str], object], specs: dict, log: Callable[[str], None]):
+    """The node's Segmentor from its parameters (``value(name)``); StartupError on any fault.
+
+    Every parameter of ``specs`` is validated first; the prompt model is loaded now, so a bad path
+    fails start-up (or configure), not the first click. ``log``: progress lines (a TensorRT build
+    takes minutes).
+    """
+    from ..adaptation import AdaptationConfig
+    from ..engines import EngineError
+    from ..interactive import PromptError
+    from ..model_contract import ContractError
+    from ..segmentor import Segmentor
+    errors = [e for e in (spec.validate(value(spec.name)) for spec in specs.values()) if e]
+    if errors:
+        raise StartupError("invalid parameters: " + "; ".join(errors))
+    prefix = "adaptation."
+    try:
+        adaptation = AdaptationConfig.from_dict({name[len(prefix):]: value(name) for name in specs
+                                                 if name.startswith(prefix)})
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    engine_options = {}
+    if value("engine") == "tensorrt":
+        if value("device") == "cpu":
+            raise StartupError("engine tensorrt needs device cuda or cuda:N (or use engine: onnxruntime)")
+        engine_options = dict(
+            precision=value("tensorrt.precision"), calib_images=value("tensorrt.calib_images") or None,
+            min_shape=value("tensorrt.min_shape") or None, opt_shape=value("tensorrt.opt_shape") or None,
+            max_shape=value("tensorrt.max_shape") or None, workspace_mb=value("tensorrt.workspace_mb"), log=log)
+    segmentor = None
+    try:
+        segmentor = Segmentor(value("model_path") or None, engine=value("engine"), device=value("device"),
+                              threads=value("threads"), label_upsampling=value("label_upsampling"),
+                              prompt_engine=value("prompt_engine"), prompt_model=value("prompt_model") or None,
+                              adaptation=adaptation,
+                              prompt_options=dict(zoom_in=value("click.zoom_in"),
+                                                  refine=value("click.boundary_refinement"))
+                              if value("prompt_engine") == "openpixel" else None,
+                              **engine_options)
+        segmentor.prompt_engine  # load a prompt model now: a bad path fails start-up, not a click
+        try:
+            segmentor.set_foreground_classes([c for c in value("foreground_classes") if c != ""])
+        except ContractError as exc:
+            raise StartupError(f"foreground_classes: {exc}") from None
+    except (EngineError, ContractError, PromptError, FileNotFoundError) as exc:
+        if segmentor is not None:
+            segmentor.close()
+        raise StartupError(str(exc)) from None
+    except StartupError:
+        segmentor.close()
+        raise
+    return segmentor
