@@ -219,22 +219,28 @@ class _Holder:
 def test_apply_and_read_back_go_through_the_objects_that_use_the_value():
     specs = spec_by_name()
     node = _Holder()
-    node.prompts, node.limits = _Holder(), StatusLimits()
+    node.click_prompts, node.limits = _Holder(), StatusLimits()
+    node.click_prompts.worker = _Holder()
     node.diagnostics_timer = _Holder()
     specs["click.queue_size"].apply(node, 12)
     specs["input_timeout"].apply(node, 4.5)
     specs["diagnostics_period"].apply(node, 0.25)
-    assert node.prompts.capacity == 12 and node.limits.input_timeout == 4.5
+    assert node.click_prompts.worker.capacity == 12 and node.limits.input_timeout == 4.5
     assert node.diagnostics_timer.timer_period_ns == 250_000_000
     assert specs["diagnostics_period"].read_back(node) == 0.25
-    node.prompts = None  # inactive: the worker is created from the parameter on activate
+    node.click_prompts = None  # inactive: the worker is created from the parameter on activate
     specs["click.queue_size"].apply(node, 3)
     assert specs["click.queue_size"].read_back(node) is None
 
 
-def test_refuse_change_checks_each_value_and_the_model():
+def test_refuse_change_checks_each_value_and_the_adaptation_config_as_a_whole():
     specs = spec_by_name()
-    node = _Holder()
-    assert refuse_change(specs, {"overlay_alpha": 0.3, "use_sim_time": True}, node) is None
-    assert "overlay_alpha must be <= 1.0" in refuse_change(specs, {"overlay_alpha": 2.0}, node)
-    assert "fixed at start-up" in refuse_change(specs, {"engine": "tensorrt"}, node)
+    node, current = _Holder(), (lambda name: specs[name].default)
+    assert refuse_change(specs, {"overlay_alpha": 0.3, "use_sim_time": True}, node, current) is None
+    assert "overlay_alpha must be <= 1.0" in refuse_change(specs, {"overlay_alpha": 2.0}, node, current)
+    assert "fixed at start-up" in refuse_change(specs, {"engine": "tensorrt"}, node, current)
+    # each value in its range, but the pair is not: release must stay below activation
+    activation = specs["adaptation.activation_score"].default
+    assert "release_score < activation_score" in refuse_change(
+        specs, {"adaptation.release_score": min(1.0, activation + 0.1)}, node, current)
+    assert refuse_change(specs, {"adaptation.release_score": activation - 0.05}, node, current) is None

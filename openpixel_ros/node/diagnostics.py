@@ -161,6 +161,13 @@ def state_status(full_name: str, state: str, model: Optional[str] = None) -> Dia
     return status
 
 
+def adaptation_values(state) -> dict:
+    """The lighting adaptation's last state (an AdaptationState of the library), or nothing before one."""
+    if state is None:
+        return {}
+    return {"adaptation_score": f"{state.score_smoothed:.3f}", "adaptation_active": str(state.active)}
+
+
 def diagnostic_array(status: DiagnosticStatus, stamp) -> DiagnosticArray:
     array_msg = DiagnosticArray(status=[status])
     array_msg.header.stamp = stamp

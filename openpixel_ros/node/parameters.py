@@ -70,7 +70,7 @@ class ParamSpec:
 
 
 def _attribute(path: str, convert: Callable = lambda v: v, back: Callable = lambda v: v) -> dict:
-    """apply / read_back of the attribute at ``path`` below the node, e.g. ``"prompts.capacity"``.
+    """apply / read_back of the attribute at ``path`` below the node, e.g. ``"click_prompts.worker.capacity"``.
 
     An object on the path that is None (the prompt worker while the node is inactive) is skipped:
     it is created from the parameter's value when the node activates.
@@ -176,7 +176,7 @@ NODE_PARAMETERS = (
     ParamSpec("compressed.jpeg_quality", 80, "JPEG quality (1-100) of ~/color/compressed and "
               "~/overlay/compressed; ~/label/compressed and ~/mask/compressed are lossless PNG. Each compressed "
               "output is encoded only while subscribed.", min=1, max=100,
-              **_attribute("compressed.jpeg_quality")),
+              **_attribute("outputs.compressed.jpeg_quality")),
     ParamSpec("max_rate_hz", 0.0, "Upper bound on the inference rate; 0 = as fast as the engine allows.",
               min=0.0, max=1000.0, **_attribute("max_rate_hz")),
     # -- click prompts --
@@ -197,10 +197,10 @@ NODE_PARAMETERS = (
               "worker. A service call beyond this is answered at once with success=false and 'busy: N "
               "requests queued'; a click beyond it is dropped (counted in diagnostics). At most 64: each waiting call "
               "may hold a 4K request image (25 MB) and waits for every call before it.", min=1, max=64,
-              **_attribute("prompts.capacity")),
+              **_attribute("click_prompts.worker.capacity")),
     ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
               "one object) until this many seconds pass without a click.", min=0.5, max=3600.0,
-              **_attribute("click_session.timeout")),
+              **_attribute("click_prompts.session.timeout")),
     ParamSpec("click.message_type", "point_stamped", "Message type of ~/click and ~/click_negative: "
               "point_stamped (geometry_msgs/PointStamped) or point (geometry_msgs/Point, what rqt_image_view's "
               "mouse publishing sends).", read_only=True, choices=("point_stamped", "point")),
@@ -229,43 +229,38 @@ def spec_by_name(specs=None) -> dict:
     return {s.name: s for s in (specs if specs is not None else all_parameters())}
 
 
-def declare_parameters(node, specs: dict) -> None:
-    """Declare every parameter of ``specs`` on ``node`` (a ROS node).
-
-    An override of the wrong type (``overlay_alpha:=abc``) or outside the range raises
-    :class:`~.startup.StartupError` with one line saying what was expected.
-    """
-    from rclpy.exceptions import ParameterException
-
-    from .startup import StartupError
-    for spec in specs.values():
-        try:
-            node.declare_parameter(spec.name, spec.default, spec.descriptor())
-        except ParameterException:
-            given = node._parameter_overrides[spec.name].value
-            if same_type(given, spec.default) and spec.validate(given):
-                raise StartupError(spec.validate(given)) from None
-            if isinstance(spec.default, float) and isinstance(given, int) and not isinstance(given, bool):
-                raise StartupError(f"{spec.name} must be a double: write {given}.0, not {given}") from None
-            raise StartupError(f"{spec.name} must be {spec.type_name} (default {spec.default!r}), "
-                               f"got {compact(given)}") from None
-
-
-def refuse_change(specs: dict, changes: dict, node) -> Optional[str]:
+def refuse_change(specs: dict, changes: dict, node, value: Callable[[str], Any]) -> Optional[str]:
     """Why the run-time ``changes`` ({name: value}) cannot be applied to ``node``; None when all can.
 
-    Names outside ``specs`` (e.g. ``use_sim_time``) are not ours to judge.
+    ``value(name)``: a parameter's current value. Names outside ``specs`` (e.g. ``use_sim_time``)
+    are not ours to judge. The adaptation parameters must also stay valid together (e.g.
+    release_score < activation_score), with every change of the batch applied.
     """
-    for name, value in changes.items():
+    for name, new in changes.items():
         spec = specs.get(name)
         if spec is None:
             continue
         if spec.read_only:
             return f"{name} is fixed at start-up"
-        error = spec.validate(value) or (spec.fits_model(node, value) if spec.fits_model else None)
+        error = spec.validate(new) or (spec.fits_model(node, new) if spec.fits_model else None)
         if error:
             return error
+    if any(name.startswith(ADAPTATION_PREFIX) for name in changes):
+        try:
+            adaptation_config(specs, lambda name: changes[name] if name in changes else value(name))
+        except ValueError as exc:
+            return str(exc)
     return None
+
+
+ADAPTATION_PREFIX = "adaptation."
+
+
+def adaptation_config(specs: dict, value: Callable[[str], Any]):
+    """The AdaptationConfig of the ``adaptation.*`` parameters (``value(name)``); ValueError when invalid."""
+    from ..adaptation import AdaptationConfig
+    return AdaptationConfig.from_dict({name[len(ADAPTATION_PREFIX):]: value(name) for name in specs
+                                       if name.startswith(ADAPTATION_PREFIX)})
 
 
 def _yaml_value(value) -> str:
