@@ -30,11 +30,12 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .image_header import DEFAULT_MAX_PIXELS, check_pixels
+from .visualize import OUTPUTS, render_outputs
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-OUTPUTS = ("label", "mask", "color", "overlay")
+OVERLAY_ALPHA = 0.5  # the node's overlay_alpha default
 
 
 PAIRING_BUFFER = 64  # frames (and label images) waiting for their partner at most
@@ -111,12 +112,10 @@ class BagSegmenter:
 
     def __init__(self, segmentor, typestore=None, max_pixels: int = DEFAULT_MAX_PIXELS):
         from rosbags.typesys import Stores, get_typestore
-        from .visualize import colorize
         self.segmentor = segmentor
         self.max_pixels = max_pixels  # frames declaring more are bad frames, refused before decoding
         self.typestore = typestore or get_typestore(Stores.ROS2_KILTED)
         self.palette = segmentor.contract.color_table()
-        self._colorize = colorize
 
     # -- messages ---------------------------------------------------------------------
     def _decode(self, msg, msgtype: str) -> np.ndarray:
@@ -148,7 +147,6 @@ class BagSegmenter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         from .inference.confusion_matrix import ConfusionMatrix
-        from .visualize import overlay
 
         contract = self.segmentor.contract
         with AnyReader([Path(input_bag)], default_typestore=self.typestore) as reader:
@@ -224,20 +222,10 @@ class BagSegmenter:
                         bad.add("frames", timestamp, exc)
                         continue
                     labels, header = result.labels, msg.header
-                    encoded = {}
-                    if "label" in out:
-                        encoded["label"] = self._image(labels, header, "mono8" if labels.dtype == np.uint8
-                                                       else "mono16")
-                    if "mask" in out:
-                        encoded["mask"] = self._image(result.mask, header, "mono8")
-                    if "color" in out or "overlay" in out:
-                        color = self._colorize(labels, self.palette)
-                        if "color" in out:
-                            encoded["color"] = self._image(color, header, "rgb8")
-                        if "overlay" in out:
-                            encoded["overlay"] = self._image(overlay(rgb, color, 0.5, labels), header, "rgb8")
-                    for name, image in encoded.items():
-                        writer.write(out[name], timestamp, self.typestore.serialize_cdr(image, IMAGE_TYPE))
+                    for name, (image, encoding) in render_outputs(rgb, labels, result.mask, self.palette,
+                                                                  OVERLAY_ALPHA, out).items():
+                        writer.write(out[name], timestamp,
+                                     self.typestore.serialize_cdr(self._image(image, header, encoding), IMAGE_TYPE))
                     frame_ms.append((time.perf_counter() - t0) * 1e3)
                     engine_ms.append(result.timings.get("engine_ms", 0.0))
                     bag_times.append(timestamp)

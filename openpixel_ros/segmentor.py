@@ -32,6 +32,8 @@ class SegmentationResult:
     adaptation: object = None     # AdaptationState of this frame (None when adaptation is off)
     adapted: Optional[np.ndarray] = None  # the frame the model saw after adaptation (model-sized when smaller)
     candidates: list = field(default_factory=list)  # click mode with multimask: [(mask, score), ...]
+    bbox: Optional[tuple] = None  # click mode: (x, y, width, height) of the object, None when the mask is empty
+    area: int = 0                 # click mode: the object's pixel count
 
 
 def _to_rgb(frame: np.ndarray, color_order: str) -> np.ndarray:
@@ -186,7 +188,8 @@ class Segmentor:
         timings.setdefault("total_ms", (time.perf_counter() - t0) * 1e3)
         masks = [m.view(np.uint8) * np.uint8(255) for m in result.masks]
         return SegmentationResult(labels=None, mask=masks[0], score=float(result.scores[0]), timings=timings,
-                                  candidates=list(zip(masks, [float(s) for s in result.scores])))
+                                  candidates=list(zip(masks, [float(s) for s in result.scores])),
+                                  bbox=result.bbox, area=result.area)
 
     def infer(self, frame: np.ndarray, clicks: Optional[Sequence] = None, box=None,
               color_order: Optional[str] = None, multimask: bool = False,

@@ -48,3 +48,34 @@ def overlay(rgb: np.ndarray, color: np.ndarray, alpha: float, labels: np.ndarray
     out = np.array(rgb, copy=True, order="C")
     cv2.copyTo(blended, (labels != background_id).view(np.uint8), out)
     return out
+
+
+#: The per-frame image outputs, in the order the node and openpixel_bag produce them.
+OUTPUTS = ("label", "mask", "color", "overlay")
+
+
+def label_encoding(labels: np.ndarray) -> str:
+    """Class ids: mono8, or mono16 beyond 256 classes."""
+    return "mono8" if labels.dtype == np.uint8 else "mono16"
+
+
+def render_outputs(rgb: np.ndarray, labels: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float,
+                   wanted) -> dict:
+    """``{output: (image, encoding)}`` for each of :data:`OUTPUTS` in ``wanted``, in that order.
+
+    Only what is wanted is built; colour is computed once when both colour and overlay are.
+    The node and openpixel_bag both publish exactly this (one definition of the outputs).
+    """
+    wanted = set(wanted)
+    images = {}
+    if "label" in wanted:
+        images["label"] = (labels, label_encoding(labels))
+    if "mask" in wanted:
+        images["mask"] = (mask, "mono8")
+    if "color" in wanted or "overlay" in wanted:
+        color = colorize(labels, palette)
+        if "color" in wanted:
+            images["color"] = (color, "rgb8")
+        if "overlay" in wanted:
+            images["overlay"] = (overlay(rgb, color, alpha, labels), "rgb8")
+    return images

@@ -1,5 +1,6 @@
 """The pieces behind 'no lost call, no silent drop, bounded lines': prompt queue, sequence gaps, log text."""
 import threading
+import time
 
 from openpixel_ros.log_text import MAX_LINE, bounded, compact
 from openpixel_ros.node.frame_drops import SequenceGaps
@@ -89,3 +90,25 @@ def test_sequence_gaps_are_tracked_per_publisher_gid():
             for pub, s in ((a, 40), (b, 1), (a, 41), (b, 2), (a, 43), (b, 3))]
     assert seen == [0, 0, 0, 0, 1, 0] and not gaps.approximate
     assert gaps.observe_message({"publication_sequence_number": 7}, "cam") == 0 and gaps.approximate
+
+
+def test_cancel_returns_only_after_an_answer_under_way_has_been_sent():
+    """The node destroys the service right after closing the worker. A computed answer whose send
+    had begun (the worker thread preempted in it, under load) went out after that and was lost:
+    the test_lifecycle deactivate case failed 1 of 8 calls unanswered. cancel() now waits for it."""
+    sent, sending = [], threading.Event()
+
+    def slow_send(response, header):
+        sending.set()
+        time.sleep(0.3)  # the prompt thread preempted mid-send
+        sent.append(response)
+
+    deferred = DeferredResponse(lambda: "computed", failure=lambda exc: "failed", refusal=lambda r: f"refused: {r}")
+    deferred.bind(slow_send, "h")
+    runner = threading.Thread(target=deferred.run)
+    runner.start()
+    assert sending.wait(5)
+    deferred.cancel("node deactivating")  # what PromptWorker.close does to the running call
+    assert sent == ["computed"], "cancel returned before the answer under way was sent"
+    runner.join(5)
+    assert sent == ["computed"]

@@ -29,7 +29,8 @@ def format_field(encoding: str, codec: str) -> str:
 class CompressedOutputs:
     def __init__(self, node, qos, jpeg_quality: int):
         self.jpeg_quality = jpeg_quality
-        self._publishers = {name: node.create_publisher(CompressedImage, f"~/{name}/compressed", qos)
+        # Lifecycle publishers (the node's outputs): silent unless the node is active.
+        self._publishers = {name: node.create_lifecycle_publisher(CompressedImage, f"~/{name}/compressed", qos)
                             for name in CODECS}
 
     def wanted(self) -> dict:
@@ -54,5 +55,5 @@ class CompressedOutputs:
 
     def destroy(self, node) -> None:
         for pub in self._publishers.values():
-            node.destroy_publisher(pub)
+            node.destroy_lifecycle_publisher(pub)
         self._publishers = {}

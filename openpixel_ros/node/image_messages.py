@@ -7,7 +7,9 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..image_codec import decode_compressed_rgb8, decode_raw_rgb8
-from ..image_header import DEFAULT_MAX_PIXELS
+from ..image_header import DEFAULT_MAX_PIXELS, check_pixels
+from ..log_text import compact
+from .image_cdr import CdrImage, cdr_image_to_rgb
 
 _ENCODING_FOR = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint16), 1): "mono16",
                  (np.dtype(np.uint8), 3): "rgb8"}
@@ -20,6 +22,19 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
 
 def compressed_msg_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return decode_compressed_rgb8(msg.format, msg.data, max_pixels)
+
+
+def camera_frame_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A camera message (CompressedImage, Image or its CDR bytes) to RGB uint8; its declared size is
+    checked against ``max_pixels`` before decoding (raises ImageDecodeError or ValueError)."""
+    if isinstance(msg, CompressedImage):
+        return compressed_msg_to_rgb(msg, max_pixels)  # the PNG/JPEG header's size checked first
+    if isinstance(msg, CdrImage) and msg.error is not None:
+        raise msg.error  # a malformed CDR buffer: its own one-line reason
+    check_pixels(msg.width, msg.height, max_pixels, f"{compact(msg.encoding)} frame")
+    if isinstance(msg, CdrImage):
+        return cdr_image_to_rgb(msg)
+    return image_msg_to_rgb(msg)
 
 
 def array_to_image_msg(image: np.ndarray, header, encoding: str = None) -> Image:

@@ -1,11 +1,15 @@
-"""The node's parameters in one table: declared, validated and documented from here.
+"""The node's parameters in one table: declared, validated, applied and documented from here.
 
 ``docs/nodes.md`` and ``config/openpixel.yaml`` list exactly these (a test checks it).
+A run-time parameter's spec also says how a change takes effect in the running node
+(``apply``) and how to read the value in effect back from the object that uses it
+(``read_back``), so the node's parameter callback is a loop over this table.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional, Sequence
 
 from ..image_header import DEFAULT_MAX_PIXELS
@@ -22,6 +26,10 @@ class ParamSpec:
     min: Optional[float] = None
     max: Optional[float] = None
     check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error message or None
+    # Run-time parameters only; each takes the node (openpixel_node.OpenPixelNode) first.
+    apply: Optional[Callable[[Any, Any], None]] = None      # (node, value): put a valid change into effect
+    read_back: Optional[Callable[[Any], Any]] = None        # (node) -> the value in effect
+    fits_model: Optional[Callable[[Any, Any], Optional[str]]] = None  # (node, value): checks against the model
 
     def descriptor(self):
         """The ROS ParameterDescriptor: description, read_only and the range (what
@@ -59,6 +67,43 @@ class ParamSpec:
         if self.check is not None:
             return self.check(value)
         return None
+
+
+def _attribute(path: str, convert: Callable = lambda v: v, back: Callable = lambda v: v) -> dict:
+    """apply / read_back of the attribute at ``path`` below the node, e.g. ``"click_prompts.worker.capacity"``.
+
+    An object on the path that is None (the prompt worker while the node is inactive) is skipped:
+    it is created from the parameter's value when the node activates.
+    """
+    *parents, leaf = path.split(".")
+
+    def owner(node):
+        for name in parents:
+            node = getattr(node, name, None) if node is not None else None
+        return node
+
+    def apply(node, value):
+        target = owner(node)
+        if target is not None:
+            setattr(target, leaf, convert(value))
+
+    def read_back(node):
+        target = owner(node)
+        return None if target is None else back(getattr(target, leaf))
+    return dict(apply=apply, read_back=read_back)
+
+
+def _mask_classes(value) -> list:
+    return [c for c in value if c != ""]
+
+
+def _foreground_classes_fit(node, value) -> Optional[str]:
+    from ..model_contract import ContractError
+    try:
+        node.segmentor.contract.class_ids(_mask_classes(value))
+    except ContractError as exc:
+        return str(exc)
+    return None
 
 
 _TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a string array"}
@@ -120,16 +165,20 @@ NODE_PARAMETERS = (
     # -- outputs (changeable at run time) --
     ParamSpec("foreground_classes", [""], "Class names or ids that make up ~/mask. [''] = the model's own "
               "choice (metadata foreground_classes; the default model: Car, Pedestrian, Bicyclist), else every "
-              "class except class 0."),
-    ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min=0.0, max=1.0),
+              "class except class 0.", fits_model=_foreground_classes_fit,
+              apply=lambda node, v: node.segmentor.set_foreground_classes(_mask_classes(v)),
+              read_back=lambda node: list(node.segmentor.foreground_ids)),
+    ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min=0.0, max=1.0,
+              **_attribute("overlay_alpha", float)),
     ParamSpec("label_upsampling", "bilinear", "How logits return to the frame's size: bilinear (upsample "
               "scores, then argmax; smooth edges) or nearest (argmax, then upsample labels; cheaper).",
-              choices=("bilinear", "nearest")),
+              choices=("bilinear", "nearest"), **_attribute("segmentor.semantic.label_upsampling")),
     ParamSpec("compressed.jpeg_quality", 80, "JPEG quality (1-100) of ~/color/compressed and "
               "~/overlay/compressed; ~/label/compressed and ~/mask/compressed are lossless PNG. Each compressed "
-              "output is encoded only while subscribed.", min=1, max=100),
+              "output is encoded only while subscribed.", min=1, max=100,
+              **_attribute("outputs.compressed.jpeg_quality")),
     ParamSpec("max_rate_hz", 0.0, "Upper bound on the inference rate; 0 = as fast as the engine allows.",
-              min=0.0, max=1000.0),
+              min=0.0, max=1000.0, **_attribute("max_rate_hz")),
     # -- click prompts --
     ParamSpec("prompt_engine", "classical", "Engine for click prompts (~/segment_at_points, ~/click): classical "
               "(GrabCut, no weights; fewest clicks on large objects), sam (Segment-Anything-format ONNX pair) or "
@@ -147,24 +196,27 @@ NODE_PARAMETERS = (
     ParamSpec("click.queue_size", 8, "Prompt requests (service calls and clicks) that may wait for the prompt "
               "worker. A service call beyond this is answered at once with success=false and 'busy: N "
               "requests queued'; a click beyond it is dropped (counted in diagnostics). At most 64: each waiting call "
-              "may hold a 4K request image (25 MB) and waits for every call before it.", min=1, max=64),
+              "may hold a 4K request image (25 MB) and waits for every call before it.", min=1, max=64,
+              **_attribute("click_prompts.worker.capacity")),
     ParamSpec("click.session_timeout", 10.0, "Clicks on ~/click and ~/click_negative accumulate (and refine "
-              "one object) until this many seconds pass without a click.", min=0.5, max=3600.0),
+              "one object) until this many seconds pass without a click.", min=0.5, max=3600.0,
+              **_attribute("click_prompts.session.timeout")),
     ParamSpec("click.message_type", "point_stamped", "Message type of ~/click and ~/click_negative: "
               "point_stamped (geometry_msgs/PointStamped) or point (geometry_msgs/Point, what rqt_image_view's "
               "mouse publishing sends).", read_only=True, choices=("point_stamped", "point")),
     # -- monitoring --
-    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.1, max=60.0),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.1, max=60.0,
+              **_attribute("diagnostics_timer.timer_period_ns", lambda s: int(s * 1e9), lambda ns: ns / 1e9)),
     ParamSpec("diagnostics.min_processed_ratio", 0.5, "Diagnostics WARN when the processed rate falls below "
               "this fraction of the input rate (capped by max_rate_hz) while an output is subscribed; 0 = never.",
-              min=0.0, max=1.0),
+              min=0.0, max=1.0, **_attribute("limits.min_processed_ratio")),
     ParamSpec("diagnostics.stuck_timeout", 10.0, "Diagnostics ERROR, naming the stage (decode, adaptation, "
               "inference, publish), when the inference worker has spent this many seconds on one frame.",
-              min=0.5, max=3600.0),
+              min=0.5, max=3600.0, **_attribute("limits.stuck_timeout")),
     ParamSpec("input_timeout", 2.0, "Seconds without frames before diagnostics report the camera stale.",
-              min=0.1, max=3600.0),
+              min=0.1, max=3600.0, **_attribute("limits.input_timeout")),
     ParamSpec("debug.engine_delay_ms", 0.0, "Benchmarking only: sleep this long after every inference "
-              "to emulate a slower engine.", min=0.0, max=10000.0),
+              "to emulate a slower engine.", min=0.0, max=10000.0, **_attribute("engine_delay_ms")),
 )
 
 
@@ -175,6 +227,40 @@ def all_parameters() -> tuple:
 
 def spec_by_name(specs=None) -> dict:
     return {s.name: s for s in (specs if specs is not None else all_parameters())}
+
+
+def refuse_change(specs: dict, changes: dict, node, value: Callable[[str], Any]) -> Optional[str]:
+    """Why the run-time ``changes`` ({name: value}) cannot be applied to ``node``; None when all can.
+
+    ``value(name)``: a parameter's current value. Names outside ``specs`` (e.g. ``use_sim_time``)
+    are not ours to judge. The adaptation parameters must also stay valid together (e.g.
+    release_score < activation_score), with every change of the batch applied.
+    """
+    for name, new in changes.items():
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        if spec.read_only:
+            return f"{name} is fixed at start-up"
+        error = spec.validate(new) or (spec.fits_model(node, new) if spec.fits_model else None)
+        if error:
+            return error
+    if any(name.startswith(ADAPTATION_PREFIX) for name in changes):
+        try:
+            adaptation_config(specs, lambda name: changes[name] if name in changes else value(name))
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+ADAPTATION_PREFIX = "adaptation."
+
+
+def adaptation_config(specs: dict, value: Callable[[str], Any]):
+    """The AdaptationConfig of the ``adaptation.*`` parameters (``value(name)``); ValueError when invalid."""
+    from ..adaptation import AdaptationConfig
+    return AdaptationConfig.from_dict({name[len(ADAPTATION_PREFIX):]: value(name) for name in specs
+                                       if name.startswith(ADAPTATION_PREFIX)})
 
 
 def _yaml_value(value) -> str:
@@ -235,6 +321,17 @@ def _field_docs(cls) -> dict:
     return docs
 
 
+def _set_adaptation_field(field: str, node, value) -> None:
+    """One field of the running adaptation config (the node has checked the changed config as a whole)."""
+    from dataclasses import replace
+    node.segmentor.set_adaptation(replace(node.segmentor.adapter.config, **{field: value}))
+
+
+def _adaptation_field(field: str, node):
+    adapter = node.segmentor.adapter
+    return None if adapter is None else getattr(adapter.config, field)
+
+
 def adaptation_parameters() -> tuple:
     """``adaptation.<field>`` for every AdaptationConfig field: one definition, in adaptation.py.
 
@@ -248,7 +345,9 @@ def adaptation_parameters() -> tuple:
     for f in fields(AdaptationConfig):
         default = f.default if f.default is not MISSING else f.default_factory()
         low, high = RANGES.get(f.name, (None, None))
-        specs.append(ParamSpec(f"adaptation.{f.name}", default, docs.get(f.name, ""), min=low, max=high))
+        specs.append(ParamSpec(f"adaptation.{f.name}", default, docs.get(f.name, ""), min=low, max=high,
+                               apply=partial(_set_adaptation_field, f.name),
+                               read_back=partial(_adaptation_field, f.name)))
     return tuple(specs)
 
 

@@ -152,12 +152,15 @@ class DeferredResponse:
         self._answer(self.refusal(reason))
 
     def _answer(self, response) -> None:
-        with self._lock:  # exactly one answer per request: the computed one or the refusal
+        # Exactly one answer per request: the computed one or the refusal. Sent under the lock, so
+        # a cancel() returns only once an answer already under way has gone out: the service may
+        # be destroyed right after (a slow prompt thread sending late lost its answer under load).
+        with self._lock:
             if self._answered:
                 return
             self._answered = True
-        if self._ready.wait(timeout=10.0):  # set microseconds after the callback returned
-            self._send(response, self._header)
+            if self._ready.wait(timeout=10.0):  # set microseconds after the callback returned
+                self._send(response, self._header)
 
 
 def refuse_pending_requests(service, refusal: Callable[[], object]) -> int:
