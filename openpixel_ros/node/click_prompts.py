@@ -21,11 +21,14 @@ from ..srv import SegmentAtPoints
 from . import prompt_messages
 from .click_topics import ClickTypeWatch
 from .diagnostics import LOG_THROTTLE_S
-from .prompt_worker import DeferredResponse, PromptWorker, defer_responses, refuse_pending_requests
+from .prompt_worker import (DeferredResponse, PromptWorker, defer_responses, let_answers_go_out,
+                            refuse_pending_requests)
 
 # Stopping (deactivate, shutdown): how long the running prompt call may take before it is answered
 # with the stop reason ("node deactivating") instead.
 STOP_TIMEOUT_S = 2.0
+# ... and how long the last answer gets to reach its client before the service is destroyed.
+ANSWER_DELIVERY_S = 1.0
 # A prompt that fails with one of these is refused with its one-line reason (anything else: internal error).
 _PROMPT_ERRORS = (PromptError, ImageDecodeError, EngineError, ValueError)
 
@@ -59,6 +62,7 @@ class ClickPrompts:
             refuse_pending_requests(self._srv, lambda: prompt_messages.refusal(reason))
         except Exception as exc:  # the context may already be shut down (a signal): nothing to answer on
             self._node.get_logger().debug(f"pending prompt requests not answered: {type(exc).__name__}")
+        let_answers_go_out(self._srv, ANSWER_DELIVERY_S)
         self._node.destroy_service(self._srv)
 
     # -- ~/segment_at_points ------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 from typing import Callable, Optional
 
 from ..log_text import bounded
@@ -177,8 +178,14 @@ def refuse_pending_requests(service, refusal: Callable[[], object]) -> int:
 
 
 def defer_responses(service) -> None:
-    """Make ``service`` accept a :class:`DeferredResponse` from its callback (sent later)."""
-    send = service.send_response
+    """Make ``service`` accept a :class:`DeferredResponse` from its callback (sent later), and note
+    when it last sent an answer (:func:`let_answers_go_out`)."""
+    send_now = service.send_response
+    service.last_answer_at = None
+
+    def send(response, header):
+        send_now(response, header)
+        service.last_answer_at = time.monotonic()
 
     def send_or_defer(response, header):
         if isinstance(response, DeferredResponse):
@@ -187,3 +194,13 @@ def defer_responses(service) -> None:
             send(response, header)
 
     service.send_response = send_or_defer
+
+
+def let_answers_go_out(service, delivery_s: float) -> None:
+    """Before ``service`` is destroyed: wait until its last answer was sent ``delivery_s`` ago.
+    Destroying a service drops the answers its middleware writer has not delivered yet (measured:
+    an answer sent 13 ms before deactivate never reached its client, 2 runs in 12 under load), and
+    rclpy offers no acknowledgement to wait on for service answers."""
+    sent = getattr(service, "last_answer_at", None)
+    if sent is not None:
+        time.sleep(max(0.0, sent + delivery_s - time.monotonic()))
