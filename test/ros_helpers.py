@@ -79,6 +79,22 @@ class Probe:
         assert self.wait_for_subscriber(publisher, timeout), f"nothing subscribed to {topic} within {timeout} s"
         return publisher
 
+    def call(self, client, request, timeout=20.0, resend_after=5.0):
+        """The answer of an idempotent service call (None if none came within ``timeout`` s).
+
+        Sent again when no answer came in ``resend_after`` s: under load a server can take a request
+        before its answer writer has matched this client's reader, and rmw then drops the answer
+        ("failed to send response (timeout): client will not receive response")."""
+        assert client.wait_for_service(timeout_sec=timeout), f"no service {client.srv_name}"
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            if self.spin_until(future.done, timeout=min(resend_after, max(0.0, deadline - time.monotonic()))):
+                return future.result()
+            client.remove_pending_request(future)
+            if time.monotonic() >= deadline:
+                return None
+
     def destroy(self):
         self.node.destroy_node()
 

@@ -32,10 +32,9 @@ def test_params_file_applies_under_a_namespace(tmp_path, ros_env, rcl):
     with running_node(ros_env, "-r", "__ns:=/front", "-r", "image:=/front/camera/image",
                       params_file=params_file, probe="test_namespace") as (proc, probe):
         client = probe.node.create_client(GetParameters, "/front/openpixel/get_parameters")
-        assert client.wait_for_service(timeout_sec=20), "no /front/openpixel node"
-        future = client.call_async(GetParameters.Request(names=["overlay_alpha", "model_path"]))
-        assert probe.spin_until(future.done, timeout=10)
-        alpha, model_path = future.result().values
+        answer = probe.call(client, GetParameters.Request(names=["overlay_alpha", "model_path"]))
+        assert answer is not None, "no answer from /front/openpixel"
+        alpha, model_path = answer.values
         assert alpha.double_value == OVERLAY_ALPHA
         assert model_path.string_value == str(model)
 

@@ -196,10 +196,7 @@ def test_raw_cdr_refuses_other_wire_formats_as_bad_frames(raw_node, request):
 
 def _set_param(probe, name, value: ParameterValue):
     client = probe.node.create_client(SetParameters, "/openpixel/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=value)]))
-    probe.spin_until(future.done, timeout=10)
-    return future.result().results[0]
+    return probe.call(client, SetParameters.Request(parameters=[Parameter(name=name, value=value)])).results[0]
 
 
 def test_parameters_are_validated_at_run_time(raw_node):

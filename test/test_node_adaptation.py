@@ -72,12 +72,9 @@ def test_state_adapted_image_and_conditioning(node):
 
 def _set(probe, **values):
     client = probe.node.create_client(SetParameters, "/openpixel_a/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
     params = [Parameter(name=k.replace("__", "."), value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
                                                                         double_value=v)) for k, v in values.items()]
-    future = client.call_async(SetParameters.Request(parameters=params))
-    probe.spin_until(future.done, timeout=10)
-    return future.result().results[0]
+    return probe.call(client, SetParameters.Request(parameters=params)).results[0]
 
 
 def test_adaptation_parameters_are_validated_as_a_whole(node):

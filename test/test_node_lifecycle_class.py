@@ -12,6 +12,7 @@ from onnx_models import linear_classifier
 from openpixel_ros.node.openpixel_node import OpenPixelNode
 from openpixel_ros.node.startup import StartupError
 
+pytestmark = pytest.mark.ros  # rclpy nodes in this process
 SUCCESS = TransitionCallbackReturn.SUCCESS
 
 

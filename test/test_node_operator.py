@@ -40,10 +40,9 @@ def _status(diagnostics):
 
 
 def _call(probe, client, request):
-    assert client.wait_for_service(timeout_sec=20)
-    future = client.call_async(request)
-    assert probe.spin_until(future.done, timeout=10)
-    return future.result()
+    answer = probe.call(client, request)  # parameters and ~/enable: idempotent, so resent if lost
+    assert answer is not None, f"no answer from {client.srv_name}"
+    return answer
 
 
 def _stream(probe, pub, seconds, condition=lambda: False):

@@ -28,11 +28,10 @@ def _value(v) -> ParameterValue:
 
 def _call(h, srv_type, service, request):
     client = h.probe.node.create_client(srv_type, f"/{h.name}/{service}")
-    assert client.wait_for_service(timeout_sec=10)
-    future = client.call_async(request)
-    assert h.probe.spin_until(future.done, timeout=20), f"{service}: no answer"
+    answer = h.probe.call(client, request)
+    assert answer is not None, f"{service}: no answer"
     h.probe.node.destroy_client(client)
-    return future.result()
+    return answer
 
 
 # (parameter, value): each used to be accepted and then stopped or broke inference, or (the long
