@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -65,6 +66,8 @@ def main() -> int:
     from openpixel_ros.eval.common import pair_by_stem
 
     run = Path(args.run)
+    # Recorded relative to the repository, so the JSON names no path of the machine that wrote it.
+    run_name, set_name = (os.path.relpath(Path(p).resolve(), REPO) for p in (args.run, args.images))
     steps = sorted((int(re.match(r"step_(\d+)", p.stem).group(1)), p) for p in run.glob("step_*.pt"))
     if not steps:
         raise SystemExit(f"error: no step_<N>.pt checkpoints in {run}")
@@ -72,7 +75,7 @@ def main() -> int:
     done = {}  # steps already in the JSON of the same run and set are kept (the script resumes)
     if Path(args.json).is_file():
         old = json.loads(Path(args.json).read_text())
-        if old.get("run") == str(run) and old.get("set") == args.images:
+        if old.get("run") == run_name and old.get("set") == set_name:
             done = {row["step"]: row for row in old["curve"]}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,10 +88,10 @@ def main() -> int:
             print(f"step {step}: NoC@85 {summary['noc85']:.2f}  NoC@90 {summary['noc90']:.2f}  "
                   f"never 90: {summary['over20_90']}  mIoU@1/3/5 "
                   + "/".join(f"{summary['miou_at'][k]:.3f}" for k in ("1", "3", "5")), flush=True)
-            Path(args.json).write_text(json.dumps({"run": str(run), "images": len(pairs), "set": args.images,
+            Path(args.json).write_text(json.dumps({"run": run_name, "images": len(pairs), "set": set_name,
                                                    "options": "zoom-in on, guided boundaries", "curve": rows},
                                                   indent=1))
-    Path(args.json).write_text(json.dumps({"run": str(run), "images": len(pairs), "set": args.images,
+    Path(args.json).write_text(json.dumps({"run": run_name, "images": len(pairs), "set": set_name,
                                            "options": "zoom-in on, guided boundaries", "curve": rows}, indent=1))
     print(f"wrote {args.json}")
     return 0

@@ -2,18 +2,22 @@
 # Turn a finished click-network run (config/train/click_network.yaml) into the packaged click network,
 # and measure it.
 #
-#   scripts/ship_click_network.sh [CHECKPOINT]     # default: out/train/click_network/last.pt (the run's end, not a pick)
+#   scripts/ship_click_network.sh [CHECKPOINT [CONFIG]]
+#       CHECKPOINT default: out/train/click_network/last.pt (the run's end, not a pick)
+#       CONFIG default: click_network (config/train/CONFIG.yaml, the run's configuration)
 #
 # 1. exports the checkpoint at 320x320 with its licence and source into openpixel_ros/models/openpixel_click.{onnx,json};
-# 2. copies the run's CSV log beside its config (config/train/click_network.csv);
+# 2. copies the run's CSV log beside its config (config/train/CONFIG.csv);
 # 3. measures it on GrabCut (never trained on) with the standard click protocol (bench/results/
 #    clicks_grabcut_clicknet*.json), on GrabCut scenes shrunk to 1/3 (clicks_grabcut_small_clicknet.json),
 #    the scribble protocol (scribbles_grabcut_clicknet.json) and the learning curve of the kept step
-#    checkpoints (click_network_learning_curve.json).
+#    checkpoints (CONFIG_learning_curve.json).
 # Needs ../shared and the training extras (torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHECKPOINT="${1:-out/train/click_network/last.pt}"
+CONFIG="${2:-click_network}"
+[[ -f "config/train/$CONFIG.yaml" ]] || { echo "error: no config/train/$CONFIG.yaml" >&2; exit 2; }
 PY=.venv/bin/python
 GRABCUT=../shared/datasets/grabcut
 SMALL=out/grabcut_small
@@ -21,8 +25,8 @@ LICENSE="research-only data (DUTS: ImageNet terms; ECSSD; DAVIS; CamVid CC BY-NC
 
 $PY -m openpixel_ros.export.click_network --checkpoint "$CHECKPOINT" --onnx openpixel_ros/models/openpixel_click.onnx \
     --metadata "license=$LICENSE" \
-    --metadata "source=OpenPixel click network trained by openpixel_ros from config/train/click_network.yaml; see docs/model_card.md"
-cp "$(dirname "$CHECKPOINT")/log.csv" config/train/click_network.csv
+    --metadata "source=OpenPixel click network trained by openpixel_ros from config/train/$CONFIG.yaml; see docs/model_card.md"
+cp "$(dirname "$CHECKPOINT")/log.csv" "config/train/$CONFIG.csv"
 
 eval_clicks() {  # name, images folder, masks folder, extra args
     local name="$1" images="$2" masks="$3"; shift 3
@@ -37,4 +41,4 @@ eval_clicks scribbles_grabcut_clicknet "$GRABCUT/images" "$GRABCUT/masks" --engi
 [[ -d "$SMALL/images" ]] || $PY scripts/make_small_object_set.py --out "$SMALL"
 eval_clicks clicks_grabcut_small_clicknet "$SMALL/images" "$SMALL/masks" --engine openpixel
 eval_clicks clicks_grabcut_small_clicknet_no_zoom "$SMALL/images" "$SMALL/masks" --engine openpixel --zoom-in off
-$PY scripts/click_learning_curve.py --run "$(dirname "$CHECKPOINT")" --json bench/results/click_network_learning_curve.json
+$PY scripts/click_learning_curve.py --run "$(dirname "$CHECKPOINT")" --json "bench/results/${CONFIG}_learning_curve.json"
