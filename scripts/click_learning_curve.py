@@ -67,7 +67,7 @@ def main() -> int:
 
     run = Path(args.run)
     # Recorded relative to the repository, so the JSON names no path of the machine that wrote it.
-    run_name, set_name = (os.path.relpath(Path(p).resolve(), REPO) for p in (args.run, args.images))
+    run_name, set_name = (os.path.relpath(os.path.abspath(p), REPO) for p in (args.run, args.images))
     steps = sorted((int(re.match(r"step_(\d+)", p.stem).group(1)), p) for p in run.glob("step_*.pt"))
     if not steps:
         raise SystemExit(f"error: no step_<N>.pt checkpoints in {run}")
