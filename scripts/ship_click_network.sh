@@ -5,8 +5,9 @@
 #   scripts/ship_click_network.sh [CHECKPOINT [CONFIG]]
 #       CHECKPOINT default: out/train/click_network/last.pt (the run's end, not a pick)
 #       CONFIG default: click_network (config/train/CONFIG.yaml, the run's configuration)
+#   SIZE=384 scripts/ship_click_network.sh ...      # the network's square input side (default 384)
 #
-# 1. exports the checkpoint at 320x320 with its licence and source into openpixel_ros/models/openpixel_click.{onnx,json};
+# 1. exports the checkpoint at SIZE x SIZE with its licence and source into openpixel_ros/models/openpixel_click.{onnx,json};
 # 2. copies the run's CSV log beside its config (config/train/CONFIG.csv);
 # 3. measures it on GrabCut (never trained on) with the standard click protocol (bench/results/
 #    clicks_grabcut_clicknet*.json), on GrabCut scenes shrunk to 1/3 (clicks_grabcut_small_clicknet.json),
@@ -17,13 +18,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CHECKPOINT="${1:-out/train/click_network/last.pt}"
 CONFIG="${2:-click_network}"
+SIZE="${SIZE:-384}"
 [[ -f "config/train/$CONFIG.yaml" ]] || { echo "error: no config/train/$CONFIG.yaml" >&2; exit 2; }
 PY=.venv/bin/python
 GRABCUT=../shared/datasets/grabcut
 SMALL=out/grabcut_small
 LICENSE="research-only data (DUTS: ImageNet terms; ECSSD; DAVIS; CamVid CC BY-NC 4.0) and Google's DeepLabV3-MobileNetV2 VOC weights (Apache-2.0): non-commercial research use only"
 
-$PY -m openpixel_ros.export.click_network --checkpoint "$CHECKPOINT" --onnx openpixel_ros/models/openpixel_click.onnx \
+$PY -m openpixel_ros.export.click_network --checkpoint "$CHECKPOINT" --onnx openpixel_ros/models/openpixel_click.onnx --size "$SIZE" \
     --metadata "license=$LICENSE" \
     --metadata "source=OpenPixel click network trained by openpixel_ros from config/train/$CONFIG.yaml; see docs/model_card.md"
 cp "$(dirname "$CHECKPOINT")/log.csv" "config/train/$CONFIG.csv"

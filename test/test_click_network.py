@@ -187,12 +187,14 @@ def test_the_packaged_click_network_is_the_default_openpixel_engine():
         assert engine.zoom_in and engine.refine == "guided"
         engine.close()
     contract = load_contract(path)
-    assert contract.task == "click" and (contract.input.height, contract.input.width) == (320, 320)
+    assert contract.task == "click" and (contract.input.height, contract.input.width) == (384, 384)
     assert contract.extra["prompt_stride"] == 2
-    trained_with = load_config(REPO / "config" / "train" / "click_network.yaml")
+    # The shipped weights: click_network.yaml's 4,000 steps continued by click_network_long.yaml.
+    trained_with = load_config(REPO / "config" / "train" / "click_network_long.yaml")
+    assert trained_with.init_checkpoint == "config/train/click_network.weights.pt"
     assert contract.extra["click_sigma"] == trained_with.clicks.sigma
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert "config/train/click_network.yaml" in meta["source"] and "non-commercial" in meta["license"]
+    assert "config/train/click_network_long.yaml" in meta["source"] and "non-commercial" in meta["license"]
     # the road model's late-fusion decoder stays reachable by naming the road model
     legacy = create_prompt_engine("openpixel", "openpixel_road")
     assert type(legacy) is OpenPixelPromptEngine
@@ -224,9 +226,10 @@ def test_the_packaged_network_answers_clicks_boxes_scribbles_and_previous_masks(
 
 
 # GrabCut images (of 50) reaching IoU 0.85 within three clicks (bench/results/clicks_grabcut_*.json): the
-# click network 35, the issue-12 decoder 29, classical 38. The bar keeps a margin of two images.
+# click network 38 (after the long run; 35 after the first 4,000 steps), the issue-12 decoder 29,
+# classical 38. The bar keeps a margin of two images, and the first run's network fails it.
 DECODER_12_REACHED = 29
-BAR = 33
+BAR = 36
 
 
 @pytest.mark.slow
