@@ -28,10 +28,7 @@ OUTPUT_NAME = "frame_labels"
 
 def grid_crop(placement: Placement, grid_hw) -> tuple:
     """(y0, y1, x0, x1) of the frame's part of an output grid: :meth:`ModelInput.crop`'s slice."""
-    h, w = grid_hw
-    rows = ModelInput.crop(np.arange(h)[:, None].repeat(w, axis=1), placement)
-    cols = ModelInput.crop(np.arange(w)[None, :].repeat(h, axis=0), placement)
-    return int(rows[0, 0]), int(rows[-1, 0]) + 1, int(cols[0, 0]), int(cols[0, -1]) + 1
+    return ModelInput.grid_box(placement, grid_hw)
 
 
 def add_frame_labels(model_path, frame_hw, out_path=None) -> Path:
