@@ -195,14 +195,6 @@ class Trainer:
         return torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
 
     # -- checkpoints ------------------------------------------------------------------
-    def resume_point(self) -> dict:
-        """The weights-only resume point (a third of a checkpoint's size) that is committed at one fixed
-        path when a run spans machines: the weights and the step. A run resumed from it follows the
-        same schedule, but its optimiser moments and random streams start afresh: close, not bit for bit."""
-        ckpt = self.checkpoint()
-        return {k: ckpt[k] for k in ("format", "model_config", "model_info", "train_config", "model", "step",
-                                     "epoch", "best_miou")}
-
     def _continue_schedule_at(self, step: int) -> None:
         self.step = step
         self.scheduler.last_epoch = step
@@ -246,7 +238,7 @@ class Trainer:
 
     def resume(self, path) -> None:
         """Restore model, optimiser, scheduler, step and RNG states from a checkpoint (exact), or
-        model, step and schedule from a weights-only resume point (see ``resume_point``)."""
+        model, step and schedule from a weights-only resume point (see :func:`write_resume_point`)."""
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt.get("format") != self.checkpoint_format:
             raise ValueError(f"{path} is not an OpenPixel checkpoint of this kind ({self.checkpoint_format})")
@@ -541,6 +533,22 @@ class Trainer:
         return history
 
 
+RESUME_POINT_KEYS = ("format", "model_config", "model_info", "train_config", "model", "step", "epoch", "best_miou")
+
+
+def write_resume_point(checkpoint: Path, path: Path) -> int:
+    """Write ``checkpoint``'s weights and step to ``path``: the weights-only resume point (a third of a
+    checkpoint's size) committed at one fixed path when a run spans machines. A run resumed from it
+    (``Trainer.resume``) follows the same schedule, but its optimiser moments and random streams start
+    afresh: close, not bit for bit. Returns the step."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint to take a resume point from: {checkpoint}")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({key: ckpt[key] for key in RESUME_POINT_KEYS}, path)
+    return int(ckpt["step"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openpixel_ros.training.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -556,16 +564,11 @@ def main(argv=None) -> int:
         config = load_config(args.config)
         if args.output_dir:
             config.output_dir = args.output_dir
-        trainer = Trainer(config)
         if args.write_resume_point:
-            last = Path(config.output_dir) / "last.pt"
-            if not last.is_file():
-                raise FileNotFoundError(f"no checkpoint to take a resume point from: {last}")
-            trainer.resume(last)
-            Path(args.write_resume_point).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(trainer.resume_point(), args.write_resume_point)
-            print(f"wrote {args.write_resume_point} (step {trainer.step}, weights only)")
+            step = write_resume_point(Path(config.output_dir) / "last.pt", Path(args.write_resume_point))
+            print(f"wrote {args.write_resume_point} (step {step}, weights only)")
             return 0
+        trainer = Trainer(config)
         if args.resume:
             path = Path(config.output_dir) / "last.pt" if args.resume == "auto" else Path(args.resume)
             if path.is_file():
