@@ -28,7 +28,7 @@ from ..segmentor import Segmentor
 from ..visualize import OUTPUTS, render_outputs
 from . import class_metadata
 from .camera_info import CameraInfoRelay
-from .click_prompts import ClickPrompts
+from .click_prompts import ANSWER_DELIVERY_S, ClickPrompts
 from .diagnostics import (LOG_THROTTLE_S, NodeStats, StatusLimits, adaptation_values, diagnostic_array,
                           segmentation_status, state_status)
 from .frame_worker import FrameWorker
@@ -36,6 +36,7 @@ from .image_cdr import CdrImage
 from .image_messages import camera_frame_to_rgb
 from .outputs import NodeOutputs
 from .parameters import refuse_change, spec_by_name
+from .prompt_worker import let_answers_go_out, record_answers
 from .runner import run_node
 from .stage_log import StageLog
 from .startup import StartupError, declare_parameters, load_segmentor, startup_summary
@@ -182,6 +183,7 @@ class OpenPixelNode(LifecycleNode):
         self._frames = FrameWorker(self._process, self.stats.drops, self.report_error, self._sub.topic_name,
                                    lambda: self.max_rate_hz, running=rclpy.ok)
         self._enable_srv = self.create_service(SetBool, "~/enable", self._on_enable)
+        record_answers(self._enable_srv)
         self.click_prompts = ClickPrompts(self, p)
         self._active = True
         self.get_logger().info(startup_summary(self.segmentor, p, self._sub.topic_name))
@@ -191,6 +193,7 @@ class OpenPixelNode(LifecycleNode):
         self._active = False
         self.destroy_subscription(self._sub)
         self.click_prompts.close(reason)
+        let_answers_go_out(self._enable_srv, ANSWER_DELIVERY_S)
         self.destroy_service(self._enable_srv)
         self._frames.close()
         self._camera_info.close()
