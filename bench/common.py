@@ -39,18 +39,7 @@ def write_results(name: str, data: dict) -> Path:
 
 def time_ms(fn, repeats: int, warmup: int = 3) -> dict:
     """Median and 90th percentile of ``fn()`` wall time in milliseconds, after ``warmup`` calls."""
-    import time
-
-    import numpy as np
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": round(float(np.median(samples)), 4),
-            "p90_ms": round(float(np.percentile(samples, 90)), 4), "repeats": repeats}
+    return time_interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
 def time_interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict:
