@@ -78,6 +78,11 @@ def main() -> int:
         if old.get("run") == run_name and old.get("set") == set_name:
             done = {row["step"]: row for row in old["curve"]}
     rows = []
+
+    def write_curve():
+        Path(args.json).write_text(json.dumps({"run": run_name, "images": len(pairs), "set": set_name,
+                                               "options": "zoom-in on, guided boundaries", "curve": rows}, indent=1))
+
     with tempfile.TemporaryDirectory() as tmp:
         for step, path in steps:
             if step in done:
@@ -88,11 +93,8 @@ def main() -> int:
             print(f"step {step}: NoC@85 {summary['noc85']:.2f}  NoC@90 {summary['noc90']:.2f}  "
                   f"never 90: {summary['over20_90']}  mIoU@1/3/5 "
                   + "/".join(f"{summary['miou_at'][k]:.3f}" for k in ("1", "3", "5")), flush=True)
-            Path(args.json).write_text(json.dumps({"run": run_name, "images": len(pairs), "set": set_name,
-                                                   "options": "zoom-in on, guided boundaries", "curve": rows},
-                                                  indent=1))
-    Path(args.json).write_text(json.dumps({"run": run_name, "images": len(pairs), "set": set_name,
-                                           "options": "zoom-in on, guided boundaries", "curve": rows}, indent=1))
+            write_curve()  # after each checkpoint: an interrupted curve resumes from here
+    write_curve()
     print(f"wrote {args.json}")
     return 0
 
