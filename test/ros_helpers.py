@@ -80,23 +80,41 @@ class Probe:
         return publisher
 
     def call(self, client, request, timeout=20.0, resend_after=5.0):
-        """The answer of an idempotent service call (None if none came within ``timeout`` s).
+        """The answer of an idempotent service call (None if none came within ``timeout`` s); see
+        ``call_until_answered``."""
+        return call_until_answered(self.node, client, request, timeout, resend_after)
 
-        Sent again when no answer came in ``resend_after`` s: under load a server can take a request
-        before its answer writer has matched this client's reader, and rmw then drops the answer
-        ("failed to send response (timeout): client will not receive response")."""
-        assert client.wait_for_service(timeout_sec=timeout), f"no service {client.srv_name}"
-        deadline = time.monotonic() + timeout
-        while True:
-            future = client.call_async(request)
-            if self.spin_until(future.done, timeout=min(resend_after, max(0.0, deadline - time.monotonic()))):
-                return future.result()
-            client.remove_pending_request(future)
-            if time.monotonic() >= deadline:
-                return None
+    def await_answers(self, client, harmless_request, timeout=20.0, node=None):
+        """Return once answers reach ``client`` (a client of ``node``, by default this probe's):
+        ``harmless_request``, one that changes nothing on the server, is sent until it is answered.
+        Do this before a call that must not be sent twice (a lifecycle transition, a counted burst):
+        its answer can then no longer be lost to discovery."""
+        answer = call_until_answered(node or self.node, client, harmless_request, timeout)
+        assert answer is not None, f"{client.srv_name} never answered within {timeout} s"
+        return answer
 
     def destroy(self):
         self.node.destroy_node()
+
+
+def call_until_answered(node, client, request, timeout=20.0, resend_after=5.0):
+    """The answer of an idempotent service call made on ``node`` (None if none came in ``timeout`` s).
+
+    Sent again when no answer came in ``resend_after`` s: under load a server can take a request
+    before its answer writer has matched this client's reader, and rmw then drops the answer
+    ("failed to send response (timeout): client will not receive response")."""
+    assert client.wait_for_service(timeout_sec=timeout), f"no service {client.srv_name}"
+    deadline = time.monotonic() + timeout
+    while True:
+        future = client.call_async(request)
+        end = time.monotonic() + min(resend_after, max(0.0, deadline - time.monotonic()))
+        while not future.done() and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        if future.done():
+            return future.result()
+        client.remove_pending_request(future)
+        if time.monotonic() >= deadline:
+            return None
 
 
 @contextmanager

@@ -106,7 +106,8 @@ def run_server(service_name, topic_name):
 
 
 def run_client(service_name, topic_name, output_path):
-    """Call the service once, wait for one AdaptationState, write what was sent and received."""
+    """Call the service (again if unanswered: it is idempotent), wait for one AdaptationState,
+    write what was sent and received."""
     import time
 
     import rclpy
@@ -123,8 +124,12 @@ def run_client(service_name, topic_name, output_path):
     request = build_request()
     future = client.call_async(request)
     deadline = time.monotonic() + PEER_TIMEOUT_S - 2
+    resend_at = time.monotonic() + 3.0
     while (not future.done() or not received_states) and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
+        if not future.done() and time.monotonic() > resend_at:  # an answer lost to discovery under load
+            client.remove_pending_request(future)
+            future, resend_at = client.call_async(request), time.monotonic() + 3.0
     result = {
         'request': to_plain(request),
         'response': to_plain(future.result()) if future.done() else None,

@@ -24,7 +24,11 @@ class Lifecycle:
         self.probe = probe
         self.get = probe.node.create_client(GetState, f"{node}/get_state")
         self.change = probe.node.create_client(ChangeState, f"{node}/change_state")
-        assert self.get.wait_for_service(timeout_sec=20) and self.change.wait_for_service(timeout_sec=5)
+        # A transition must not be sent twice, so its answer must not be lost to discovery under load
+        # (CI once saw "failed to send response (timeout)" on the first configure): first a request
+        # with an unknown label, which the node refuses without changing state, until it is answered.
+        probe.await_answers(self.get, GetState.Request())
+        probe.await_answers(self.change, ChangeState.Request(transition=Transition(label="test warm-up: no such transition")))
 
     def _call(self, client, request):
         future = client.call_async(request)
@@ -32,7 +36,9 @@ class Lifecycle:
         return future.result()
 
     def state(self) -> int:
-        return self._call(self.get, GetState.Request()).current_state.id
+        answer = self.probe.call(self.get, GetState.Request(), timeout=30)
+        assert answer is not None, "no answer from get_state"
+        return answer.current_state.id
 
     def transition(self, transition_id: int) -> bool:
         return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
@@ -111,6 +117,14 @@ def _slow_requests(count):
     return requests
 
 
+def _refused_at_once():
+    """A request refused before it is queued (too many points): not counted as accepted."""
+    from geometry_msgs.msg import Point
+    from openpixel_ros.interactive.prompts import MAX_POINTS
+    from openpixel_ros.srv import SegmentAtPoints
+    return SegmentAtPoints.Request(points=[Point(x=1.0, y=1.0)] * (MAX_POINTS + 1), labels=[1] * (MAX_POINTS + 1))
+
+
 @pytest.mark.parametrize("transition", ["deactivate", "shutdown"])
 def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
     """Issue 17: with 8 calls queued, deactivate answered none (InvalidHandle) and clients waited
@@ -123,7 +137,7 @@ def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
         lc = Lifecycle(probe)
         assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.transition(Transition.TRANSITION_ACTIVATE)
         client = probe.node.create_client(SegmentAtPoints, "/openpixel/segment_at_points")
-        assert client.wait_for_service(timeout_sec=20)
+        probe.await_answers(client, _refused_at_once())
         futures = [client.call_async(r) for r in _slow_requests(8)]
 
         def accepted() -> int:

@@ -13,6 +13,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from openpixel_ros.interactive.prompts import MAX_POINTS
 from openpixel_ros.node.image_messages import array_to_image_msg
 from openpixel_ros.srv import SegmentAtPoints
 from ros_helpers import running_node
@@ -52,7 +53,12 @@ def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl
         deep = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
         services = [c.create_client(SegmentAtPoints, "/openpixel_burst/segment_at_points", qos_profile=deep)
                     for c in clients]
-        assert all(s.wait_for_service(timeout_sec=20) for s in services), "service never appeared"
+        # Answers must reach each client before the counted burst (none may be resent): first a request
+        # the node refuses before queueing it (too many points), until it is answered.
+        refused_at_once = SegmentAtPoints.Request(points=[Point(x=1.0, y=1.0)] * (MAX_POINTS + 1),
+                                                  labels=[1] * (MAX_POINTS + 1))
+        for c, s in zip(clients, services):
+            assert not probe.await_answers(s, refused_at_once, node=c).success
         assert probe.wait_for_subscriber(pub)
         frame = make_frame(H, W)
         sent = [0]
@@ -188,8 +194,8 @@ def test_frames_are_counted_while_paused(ros_env, rcl, model):  # noqa: F811
         assert probe.spin_until(lambda: labels, timeout=20, every=lambda: pub.publish(msg), period=0.5)
         enable = probe.node.create_client(SetBool, "/openpixel_paused/enable")
         assert enable.wait_for_service(timeout_sec=10)
-        future = enable.call_async(SetBool.Request(data=False))
-        assert probe.spin_until(future.done, timeout=10) and future.result().success
+        answer = probe.call(enable, SetBool.Request(data=False))  # idempotent: resent if lost
+        assert answer is not None and answer.success
         probe.spin_until(lambda: False, timeout=1.0)
         before = _diag(diagnostics)
         for _ in range(20):

@@ -42,9 +42,9 @@ def call(probe, client, **fields):
     req = SegmentAtPoints.Request()
     for k, v in fields.items():
         setattr(req, k, v)
-    future = client.call_async(req)
-    assert probe.spin_until(future.done, timeout=30), "service call timed out"
-    return future.result()
+    answer = probe.call(client, req, timeout=30)  # a prompt changes nothing on the node: resent if lost
+    assert answer is not None, "service call timed out"
+    return answer
 
 
 def image_msg(sec=11):
