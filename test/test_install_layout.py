@@ -10,6 +10,7 @@ refuses exported include paths inside the source folder, which the venv (<repo>/
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -56,9 +57,19 @@ def _sync_package_source(target: Path) -> Path:
 def prefix(tmp_path_factory):
     if shutil.which("cmake") is None or shutil.which("git") is None:
         pytest.skip("cmake or git not on PATH")
+    prefix = tmp_path_factory.mktemp("install")
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    # One build folder per checkout: a second suite run in the same checkout (another domain id) waits
+    # here rather than reconfiguring it for its own prefix halfway through this one's install.
+    with open(WORK_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_and_install(prefix)
+    return prefix
+
+
+def _build_and_install(prefix: Path) -> None:
     source = _sync_package_source(WORK_DIR / "src" / "openpixel_ros")
     build_dir = WORK_DIR / "build"
-    prefix = tmp_path_factory.mktemp("install")
     env = {k: v for k, v in os.environ.items()
            if k not in ("CMAKE_PREFIX_PATH", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "PYTHONPATH")}
     env["AMENT_PREFIX_PATH"] = str(VENV)
@@ -72,7 +83,6 @@ def prefix(tmp_path_factory):
     for step in steps:
         result = subprocess.run(step, env=env, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, f"{' '.join(step)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return prefix
 
 
 def _site_packages(prefix: Path) -> Path:
