@@ -88,9 +88,15 @@ def test_classes_rates_warning_and_enable(ros_env, rcl, model):
         diagnostics.clear()
         _stream(probe, pub, 4)  # steady stream at CAMERA_HZ
         values, status = _status(diagnostics)
-        assert float(values["input_rate_hz"]) == pytest.approx(CAMERA_HZ, rel=0.35), values
-        assert float(values["processed_rate_hz"]) > 0.5 * CAMERA_HZ, values
-        assert status.level == DiagnosticStatus.OK, status.message
+        input_hz, processed_hz = float(values["input_rate_hz"]), float(values["processed_rate_hz"])
+        assert input_hz == pytest.approx(CAMERA_HZ, rel=0.35), values
+        assert 0 < processed_hz <= input_hz * 1.1, values
+        # A tiny model follows 20 Hz on a quiet machine; under heavy load it may not (CI once saw half the
+        # frames dropped), and then the status must say so: WARN below the default ratio 0.5, OK well above.
+        if processed_hz > 0.6 * input_hz:
+            assert status.level == DiagnosticStatus.OK, (status.message, values)
+        elif processed_hz < 0.4 * input_hz:
+            assert status.level == DiagnosticStatus.WARN and "min_processed_ratio" in status.message, values
         assert float(values["engine_p95_ms"]) >= float(values["engine_p50_ms"]) > 0
         assert values["model"] == str(model) and values["backend"] == "onnxruntime" and values["device"] == "cpu"
         assert values["classes"] == ", ".join(CLASSES)
