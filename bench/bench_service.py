@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, dds_safe_env, print_table, stop_node, write_results  # noqa: E402
+from common import REPO, await_answers, dds_safe_env, print_table, stop_node, write_results  # noqa: E402
 
 ENV = dds_safe_env()
 
@@ -48,8 +48,7 @@ def measure(engine: str, model: str, calls: int) -> dict:
     node = rclpy.create_node(f"bench_service_{engine}")
     try:
         client = node.create_client(SegmentAtPoints, "/openpixel/segment_at_points")
-        if not client.wait_for_service(timeout_sec=60):
-            raise RuntimeError("service did not come up")
+        await_answers(lambda t: rclpy.spin_once(node, timeout_sec=t), client)  # a timed call must not hang
         pub = node.create_publisher(Image, "/image", 1)
         frame = next(iter_frames("auto", size=(640, 480)))
         image = array_to_image_msg(frame, None, "rgb8")

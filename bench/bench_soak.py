@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reliability import Session, start_node  # noqa: E402  (sets up the DDS-safe environment)
-from common import REPO, print_table, write_results  # noqa: E402
+from common import REPO, await_answers, print_table, write_results  # noqa: E402
 
 import rclpy  # noqa: E402
 from geometry_msgs.msg import Point  # noqa: E402
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     session = Session(name, clients=1)
     samples = []
     try:
-        assert session.services[0].wait_for_service(timeout_sec=60), "service never appeared"
+        await_answers(lambda t: session.executor.spin_once(timeout_sec=t), session.services[0])
         session.run(seconds=args.warmup_s, rate_hz=args.rate)
         request = SegmentAtPoints.Request(points=[Point(x=320.0, y=240.0)], labels=[1])
         start = time.monotonic()
