@@ -7,7 +7,9 @@ Files (``python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx``):
   exactly as for semantic segmentation;
 * ``X.decoder.onnx``: ``features_s4``, ``features_s8``, ``prompts`` [1,4,h4,w4]
   -> ``mask_logits`` [1,1,h4,w4], ``score`` [1,1]; metadata format
-  ``openpixel-prompt-decoder/1`` (the click Gaussian's ``click_sigma``).
+  ``openpixel-prompt-decoder/1`` (the click Gaussian's ``click_sigma``). Only a checkpoint
+  whose run trained the click head has one (the packaged road model has none: its issue-12
+  decoder is retired; the click network, :mod:`.click_network_engine`, answers clicks).
 
 Per frame the encoder runs once; per click this engine renders the prompt maps
 (:func:`openpixel_ros.inference.prompt_maps.render_prompt_maps`, on the 1/4 grid),
@@ -121,8 +123,8 @@ def _decoder_beside(encoder_path) -> Path:
         if not Path(encoder_path).is_file():
             raise  # "prompt model file not found"
     raise PromptError(f"{Path(encoder_path).name} has no click decoder beside it: it segments frames but takes "
-                      f"no clicks; for clicks use the click network {CLICK_NETWORK} (prompt engine openpixel with "
-                      "no prompt model)")
+                      f"no clicks; for clicks use the click network {CLICK_NETWORK} (prompt engine openpixel, "
+                      f"prompt_model empty or {CLICK_NETWORK})")
 
 
 def read_decoder_metadata(decoder_path, engine: Engine) -> dict:
