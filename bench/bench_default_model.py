@@ -4,7 +4,7 @@
 
 Per format, in one run on this machine:
 
-* **size** of the encoder file (and of the FP32 decoder every format shares);
+* **size** of the encoder file (the road model ships no click decoder: the click network answers clicks);
 * **per frame**, ONNX Runtime on the CPU with ``--threads`` intra-op threads at 480x360:
   the encoder graph alone, and the node's whole per-frame path (``Segmentor.segment``:
   adaptation, pre-processing, encoder, labels, mask) on a real CamVid frame;
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     import cv2
     import onnxruntime as ort
 
-    from openpixel_ros.default_model import MODELS_DIR, packaged_model_path
+    from openpixel_ros.default_model import packaged_model_path
     from openpixel_ros.eval.common import load_labels, pair_by_stem
     from openpixel_ros.inference.confusion_matrix import ConfusionMatrix
     from openpixel_ros.export.quantize import convert_fp16
@@ -54,7 +54,6 @@ def main(argv=None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="openpixel_bench_"))
     fp32 = packaged_model_path("openpixel_road")
     fp16 = scratch / "openpixel_road.fp16.encoder.onnx"
-    (scratch / "openpixel_road.decoder.onnx").symlink_to(MODELS_DIR / "openpixel_road.decoder.onnx")
     convert_fp16(fp32, fp16)
     formats = {"fp32": fp32, "int8": packaged_model_path("openpixel_road.int8"), "fp16": fp16}
     if args.candidate is not None:
@@ -114,16 +113,13 @@ def main(argv=None) -> int:
         if "miou" in entry:
             entry["miou_retained_vs_fp32"] = round(entry["miou"] / base["miou"], 4)
 
-    decoder_mb = (MODELS_DIR / "openpixel_road.decoder.onnx").stat().st_size / 1e6
     rows = [[name, e["encoder_mb"], e["encoder_ms"]["median_ms"], e["segment_ms"]["median_ms"],
              e.get("miou", "-"), e.get("miou_retained_vs_fp32", "-"), e.get("pixels_agreeing_with_fp32", "-")]
             for name, e in results.items()]
-    print_table(f"OpenPixel road at 480x360, ONNX Runtime CPU, {args.threads} threads "
-                f"(decoder {decoder_mb:.2f} MB, shared)",
+    print_table(f"OpenPixel road at 480x360, ONNX Runtime CPU, {args.threads} threads",
                 ["format", "encoder MB", "encoder ms", "segment ms", "val mIoU", "kept", "agree px"], rows)
     name = "default_model_candidate" if args.candidate else "default_model"
-    path = write_results(name, {"threads": args.threads, "repeats": args.repeats,
-                                "decoder_mb": round(decoder_mb, 3), "formats": results})
+    path = write_results(name, {"threads": args.threads, "repeats": args.repeats, "formats": results})
     print(f"\nwrote {path}")
     return 0
 

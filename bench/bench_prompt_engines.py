@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/bench_prompt_engines.py [--clicks 8] [--sam-encoder PATH [--sam-decoder PATH]]
 
-For every engine (classical, sam, the packaged openpixel click network with and without zoom-in and
-guided boundaries, and the road model's click decoder): one frame, then ``--clicks`` clicks on it as
+For every engine (classical, sam, and the packaged openpixel click network with and without zoom-in and
+guided boundaries): one frame, then ``--clicks`` clicks on it as
 the standard protocol places them (each click adds to the previous ones). The first click pays for
 ``set_image`` (the SAM image encoder; the classical engine's colour-edge map); every later click on
 the same frame must reuse it, so its time is the decoder's alone. The script checks that by counting
@@ -200,12 +200,11 @@ def main() -> int:
             raise SystemExit(f"error: the SAM encoder ran {encoder.runs} times for {args.repeats} frames")
         results["engines"]["sam"] = sam_result
 
-    # The package's click network, as shipped (zoom-in and guided boundaries) and without both; and the
-    # road model's late-fusion click decoder (issue 12), for scale.
-    for label, model, options in (("openpixel", None, {}),
-                                  ("openpixel (no zoom-in, bilinear)", None, {"zoom_in": False, "refine": "none"}),
-                                  ("openpixel road decoder (issue 12)", "openpixel_road", {})):
-        engine = create_prompt_engine("openpixel", model, threads=args.threads, **options)
+    # The package's click network, as shipped (zoom-in and guided boundaries) and without both. (The road
+    # model's late-fusion click decoder of issue 12 was timed here too until it was retired.)
+    for label, options in (("openpixel", {}),
+                           ("openpixel (no zoom-in, bilinear)", {"zoom_in": False, "refine": "none"})):
+        engine = create_prompt_engine("openpixel", threads=args.threads, **options)
         results["engines"][label] = time_engine(engine, rgb, ground_truth, ignore, args.clicks, args.repeats)
         engine.close()
 

@@ -1,9 +1,11 @@
 """The default segmentation model: OpenPixel road, shipped inside the package.
 
-OpenPixel (MobileNetV2 0.5 encoder, cross-scale pyramid, semantic head, click
-decoder, FiLM lighting conditioning) trained on CamVid: 11 road-scene classes
-at 480x360. Its files live in ``openpixel_ros/models/`` and install with the
-package (pip and colcon), so no download is needed. The weights inherit
+OpenPixel (MobileNetV2 0.5 encoder, cross-scale pyramid, semantic head, FiLM
+lighting conditioning) trained on CamVid: 11 road-scene classes at 480x360.
+It ships as a semantic model only: its late-fusion click decoder (issue 12) read
+the v1 encoder's features and is retired; the click network below answers clicks.
+Its files live in ``openpixel_ros/models/`` and install with the package (pip and
+colcon), so no download is needed. The weights inherit
 CamVid's CC BY-NC 4.0 licence: non-commercial research use only (see
 ``docs/model_card.md``).
 
@@ -11,8 +13,8 @@ Named models, accepted wherever a model path is (``model_path`` parameter,
 ``Segmentor(model)``, ``--model``):
 
 =====================  ===============================================================
-``openpixel_road``     FP32 encoder (the default) and its click decoder
-``openpixel_road.int8`` INT8 encoder (ONNX Runtime static quantization), same decoder
+``openpixel_road``     FP32 encoder (the default)
+``openpixel_road.int8`` INT8 encoder (ONNX Runtime static quantization)
 ``selfie``             MediaPipe selfie (person), fetched by ``openpixel_fetch_model``
 =====================  ===============================================================
 

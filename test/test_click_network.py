@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,7 +15,6 @@ from openpixel_ros.default_model import MODELS_DIR, click_network_path  # noqa: 
 from openpixel_ros.export.click_network import export_click_network  # noqa: E402
 from openpixel_ros.interactive import DEFAULT_PROMPT_ENGINE, ClickPrompt, create_prompt_engine  # noqa: E402
 from openpixel_ros.interactive.click_network_engine import ClickNetworkEngine  # noqa: E402
-from openpixel_ros.interactive.openpixel_engine import OpenPixelPromptEngine  # noqa: E402
 from openpixel_ros.model.click_network import ClickNetwork, ClickNetworkConfig, load_click_network_checkpoint  # noqa: E402
 from openpixel_ros.inference.prompt_maps import render_prompt_maps  # noqa: E402
 from openpixel_ros.model_contract import load_contract  # noqa: E402
@@ -23,8 +23,37 @@ from openpixel_ros.inference.click_simulation import Click  # noqa: E402
 from openpixel_ros.training.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from openpixel_ros.training.train import Trainer  # noqa: E402
 
-from test_click_model import grabcut_reached_within_three_clicks, synthetic_object  # noqa: E402
+from conftest import shared_path  # noqa: E402
+from openpixel_ros.eval.click_protocol import evaluate_sample  # noqa: E402
+from openpixel_ros.eval.common import load_rgb, pair_by_stem  # noqa: E402
+from openpixel_ros.inference.ground_truth import load_ground_truth  # noqa: E402
+from openpixel_ros.interactive import PromptError  # noqa: E402
 from test_model_training import REPO  # noqa: E402
+
+def synthetic_object(seed=0):
+    """A textured object (an ellipse) on a differently textured background, 480x360."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((360, 480), np.uint8)
+    cv2.ellipse(truth, (250, 170), (110, 70), 15, 0, 360, 1, -1)
+    truth = truth.astype(bool)
+    rgb = np.empty((360, 480, 3), np.uint8)
+    rgb[...] = np.clip(rng.normal((70, 110, 60), 18, (360, 480, 3)), 0, 255).astype(np.uint8)
+    rgb[truth] = np.clip(rng.normal((200, 80, 70), 18, (int(truth.sum()), 3)), 0, 255).astype(np.uint8)
+    return rgb, truth
+
+
+def grabcut_reached_within_three_clicks(engine) -> tuple:
+    """``(images, how many reach IoU 0.85 within three clicks)`` on GrabCut (skips without ../shared)."""
+    grabcut = shared_path("datasets", "grabcut")
+    reached = 0
+    pairs = pair_by_stem(grabcut / "images", grabcut / "masks")
+    for stem, image_path, mask_path in pairs:
+        truth, ignore = load_ground_truth(mask_path)
+        sample = evaluate_sample(engine, load_rgb(image_path), truth, ignore, name=stem, max_clicks=3,
+                                 stop_iou=0.85, min_clicks=1, key=stem)
+        reached += max(sample.ious) >= 0.85
+    return len(pairs), reached
+
 
 S = 64  # the tiny network's input side
 TINY = {
@@ -195,10 +224,15 @@ def test_the_packaged_click_network_is_the_default_openpixel_engine():
     assert contract.extra["click_sigma"] == trained_with.clicks.sigma
     meta = json.loads(path.with_suffix(".json").read_text())
     assert "config/train/click_network_long.yaml" in meta["source"] and "non-commercial" in meta["license"]
-    # the road model's late-fusion decoder stays reachable by naming the road model
-    legacy = create_prompt_engine("openpixel", "openpixel_road")
-    assert type(legacy) is OpenPixelPromptEngine
-    legacy.close()
+    # The road model ships without a click decoder (issue 12's read the v1 encoder's features and is
+    # retired): naming it as the prompt model gives one line that names the click network instead.
+    for road in ("openpixel_road", "openpixel_road.int8"):
+        with pytest.raises(PromptError, match="no click decoder.*click network openpixel_click") as error:
+            create_prompt_engine("openpixel", road)
+        assert "\n" not in str(error.value)
+        with pytest.raises(PromptError, match="click network openpixel_click"):
+            Segmentor(prompt_engine="openpixel", prompt_model=road).prompt_engine
+    assert not list(MODELS_DIR.glob("*decoder*"))
     shipped = sum(p.stat().st_size for p in MODELS_DIR.iterdir() if p.suffix == ".onnx")
     assert shipped <= 8.7e6, shipped
 

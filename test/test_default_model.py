@@ -1,5 +1,6 @@
-"""The packaged default model, OpenPixel road: loads with no network, honours the contract, segments
-real CamVid frames far better than an untrained network, and its INT8 variant agrees with FP32."""
+"""The packaged default model, OpenPixel road: loads with no network, honours the contract (a semantic
+model: no click decoder), segments real CamVid frames far better than an untrained network, and its
+INT8 variant agrees with FP32."""
 from __future__ import annotations
 
 import socket
@@ -42,14 +43,25 @@ def test_packaged_files_match_the_contract_and_size_budget():
     assert contract.output.kind == "logits"
     assert "non-commercial" in contract.extra["license"]
     assert contract.extra["foreground_classes"] == ["Car", "Pedestrian", "Bicyclist"]
-    decoder = MODELS_DIR / contract.extra["prompt_decoder"]
-    assert decoder.is_file() and decoder.with_suffix(".json").is_file()
-    fp32_mb = (default_model_path().stat().st_size + decoder.stat().st_size) / 1e6
-    assert fp32_mb <= MAX_MODEL_MB
+    assert default_model_path().stat().st_size / 1e6 <= MAX_MODEL_MB
     int8 = load_contract(packaged_model_path("openpixel_road.int8"))
     assert int8.classes == CAMVID and int8.extra["precision"] == "int8"
-    assert int8.extra["prompt_decoder"] == contract.extra["prompt_decoder"]
     assert set(PACKAGED_MODELS) == {"openpixel_road", "openpixel_road.int8"}
+
+
+def test_the_road_model_ships_without_a_click_decoder():
+    """Its issue-12 decoder read the v1 encoder's features and is retired (the click network answers
+    clicks): no decoder file, and neither contract (sidecar nor embedded) names one."""
+    import json
+
+    import onnx
+
+    assert not list(MODELS_DIR.glob("openpixel_road*decoder*"))
+    for name in PACKAGED_MODELS:
+        path = packaged_model_path(name)
+        embedded = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        assert json.loads(embedded["openpixel"]) == sidecar and "prompt_decoder" not in sidecar, name
 
 
 def test_model_names_resolve():

@@ -1,4 +1,5 @@
-"""The "openpixel" prompt engine over an exported encoder/decoder pair (ONNX Runtime, no torch at run time)."""
+"""The "openpixel" prompt engine over an exported encoder/decoder pair (ONNX Runtime, no torch at run time):
+a user's export of a checkpoint with a trained click head (the packaged road model has no decoder)."""
 from __future__ import annotations
 
 import json
@@ -137,6 +138,21 @@ def test_scribbles_reach_the_decoder_where_they_were_drawn(pair, tmp_path):
     negative = engine.predict(ClickPrompt.from_lists([], [], scribbles=[line], scribble_labels=[0],
                                                      image_size=(150, 300)))
     assert not negative.mask.any()
+
+
+def test_a_reduced_precision_encoder_finds_the_decoder_its_contract_names(pair):
+    """X.fp16.encoder.onnx (and X.int8.encoder.onnx) has no decoder of its own: its contract names the
+    FP32 export's, which the engine loads (the name rule alone would look for X.fp16.decoder.onnx)."""
+    from openpixel_ros.export.quantize import convert_fp16
+    from openpixel_ros.interactive import create_prompt_engine
+
+    encoder, decoder = pair
+    fp16 = convert_fp16(encoder)
+    engine = create_prompt_engine("openpixel", str(fp16), threads=1)
+    assert isinstance(engine, OpenPixelPromptEngine) and engine.decoder_path == decoder
+    engine.set_image(np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8))
+    assert engine.predict(ClickPrompt.from_lists([(40, 30)], [1], image_size=(H, W))).mask.shape == (H, W)
+    engine.close()
 
 
 def test_conditioning_vector_is_checked(pair):

@@ -275,6 +275,9 @@ STARTUP_FAULTS = {
     "missing SAM model": (["-p", "prompt_engine:=sam", "-p", "prompt_model:=/nonexistent/sam.encoder.onnx"],
                           "prompt model file not found"),
     "SAM without a model": (["-p", "prompt_engine:=sam"], "needs model="),
+    # the road model's click decoder is retired: naming the road model points at the click network
+    "road model as prompt model": (["-p", "prompt_engine:=openpixel", "-p", "prompt_model:=openpixel_road"],
+                                   "use the click network openpixel_click"),
     "tensorrt on cpu": (["-p", "engine:=tensorrt", "-p", "device:=cpu"], "engine tensorrt needs device cuda"),
     "bad adaptation combination": (["-p", "adaptation.release_score:=0.5"], "release_score < activation_score"),
     "unknown mask class": (["-p", "foreground_classes:=[nope]"], "unknown class 'nope'"),

@@ -1,5 +1,6 @@
 """OpenPixel checkpoint -> ONNX (encoder + decoder): parity with PyTorch, fixed and dynamic sizes,
-TensorRT-parser operators, metadata, and the export command line."""
+TensorRT-parser operators, metadata, and the export command line; a checkpoint whose run did not
+train the click head exports its encoder alone."""
 from __future__ import annotations
 
 import contextlib
@@ -24,14 +25,14 @@ CLASSES = ["background", "road", "car"]
 COLORS = [[0, 0, 0], [128, 64, 128], [0, 0, 142]]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def tiny_checkpoint(out, clicks_enabled=True):
     """A checkpoint whose BatchNorm statistics and FiLM layer are far from their initial values,
-    so that folding and conditioning are really exercised."""
-    out = tmp_path_factory.mktemp("export")
+    so that folding and conditioning are really exercised. ``clicks_enabled`` False: written by a
+    run that trains the semantic head only (as config/train/road*.yaml), its click head untrained."""
     config = config_from_dict({
         "output_dir": str(out), "model": {"num_classes": 3, "conditioning_size": 10},
-        "model_info": {"classes": CLASSES, "colors": COLORS, "input_height": 72, "input_width": 96}})
+        "model_info": {"classes": CLASSES, "colors": COLORS, "input_height": 72, "input_width": 96},
+        "clicks": {"enabled": clicks_enabled}})
     trainer = Trainer(config)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -42,6 +43,11 @@ def checkpoint(tmp_path_factory):
                 m.weight.uniform_(0.5, 1.5, generator=gen)
         trainer.model.film.mlp[-1].weight.normal_(0, 0.1, generator=gen)
     return trainer.save_checkpoint(out / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("export"))
 
 
 def feeds_for(model, h, w, seed=0):
@@ -141,3 +147,40 @@ def test_bad_requests_fail_cleanly(checkpoint, tmp_path, capsys):
         export_openpixel(model, info, tmp_path / "old.onnx", opset=13)
     assert export_main(["--checkpoint", str(tmp_path / "missing.pt"), "--onnx", str(tmp_path / "m.onnx")]) == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_a_trained_click_head_exports_its_encoder_alone(tmp_path):
+    """A road run (clicks.enabled: false) never trains the click head: its decoder used to be written
+    all the same, from the head's initial weights, and named by the encoder's contract."""
+    from openpixel_ros.interactive import PromptError, create_prompt_engine
+    from openpixel_ros.segmentor import Segmentor
+
+    checkpoint = tiny_checkpoint(tmp_path / "run", clicks_enabled=False)
+    target = tmp_path / "road.onnx"
+    encoder, decoder = tmp_path / "road.encoder.onnx", tmp_path / "road.decoder.onnx"
+    for stale in (decoder, decoder.with_suffix(".json")):  # an earlier export's decoder, paired by name
+        stale.write_text("stale")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert export_main(["--checkpoint", str(checkpoint), "--onnx", str(target), "--variants", "fp16"]) == 0
+    lines = [line for line in printed.getvalue().splitlines() if "click head" in line]
+    assert len(lines) == 1 and "no decoder was written" in lines[0], printed.getvalue()
+    assert encoder.is_file() and not decoder.exists() and not decoder.with_suffix(".json").exists()
+    assert sorted(p.name for p in tmp_path.glob("road.*")) == [
+        "road.encoder.json", "road.encoder.onnx", "road.fp16.encoder.json", "road.fp16.encoder.onnx"]
+    fp16 = tmp_path / "road.fp16.encoder.onnx"
+    for path in (encoder, fp16):
+        contract = load_contract(path)
+        assert "prompt_decoder" not in contract.extra and list(contract.classes) == CLASSES
+        embedded = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["openpixel"])
+        assert "prompt_decoder" not in embedded
+
+    # The semantic model loads and segments as any other; as a prompt model it names the click network.
+    frame = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    for path in (encoder, fp16):
+        segmentor = Segmentor(path)
+        labels = segmentor.segment(frame).labels
+        assert labels.shape == (90, 120) and labels.max() < len(CLASSES)
+        segmentor.close()
+    with pytest.raises(PromptError, match="no click decoder.*click network openpixel_click"):
+        create_prompt_engine("openpixel", str(encoder))

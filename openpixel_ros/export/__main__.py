@@ -6,6 +6,10 @@
         [--calib-images DIR] [--workspace MB]
     python -m openpixel_ros.export --onnx X.onnx --frame-labels 1920x1080 [--engine X.labels.engine ...]
 
+``--checkpoint`` writes ``X.encoder.onnx`` and the click decoder ``X.decoder.onnx``; a checkpoint
+whose run did not train the click head (``clicks.enabled: false``, the road runs) writes the
+encoder alone and says so.
+
 ``--frame-labels WxH`` writes ``X.frame_labels_WxH.onnx``: the model plus, inside the graph, the
 label image of a WxH camera frame (letterbox crop, bilinear resize, argmax, uint8), for GPU
 engines (export/frame_labels.py, docs/tensorrt.md); with ``--engine`` the engine is built from it.

@@ -11,6 +11,12 @@
   per click, ``features_s4, features_s8, prompts [1,4,H/4,W/4]`` ->
   ``mask_logits [1,1,H/4,W/4]``, ``score [1,1]``.
 
+A checkpoint whose run did not train the click head (``clicks.enabled: false``, as the road
+runs) exports the encoder alone: its decoder would be the head's initial weights, a file that
+loads and answers clicks with noise. Its contract then has no ``prompt_decoder`` entry, and a
+stale ``X.decoder.onnx`` from an earlier export is removed (the prompt engine would pair it
+with the new encoder by name). See :func:`click_head_trained`.
+
 Sizes written H/4 round up. Export uses PyTorch's TorchScript-based exporter
 (``dynamo=False``: no extra dependency, opset 17), folds the result with ONNX
 Runtime's basic optimisations (:func:`fold_constants`) and refuses a graph with
@@ -125,9 +131,18 @@ def graph_paths(onnx_path) -> tuple:
     return stem.with_name(stem.name + ".encoder.onnx"), stem.with_name(stem.name + ".decoder.onnx")
 
 
-def encoder_contract(config, info, height: Optional[int], width: Optional[int], decoder_file: str,
+def click_head_trained(checkpoint: dict) -> bool:
+    """Whether the run that wrote ``checkpoint`` trained the click head. False for ``clicks.enabled:
+    false`` (the road runs train the semantic head only; the click head keeps its initial weights).
+    A checkpoint without its training configuration is taken as trained, as exports always did."""
+    clicks = (checkpoint.get("train_config") or {}).get("clicks") or {}
+    return bool(clicks.get("enabled", True))
+
+
+def encoder_contract(config, info, height: Optional[int], width: Optional[int], decoder_file: Optional[str],
                      extra: Optional[dict] = None) -> ModelContract:
-    """The encoder's ``openpixel-model/1`` contract (inputs normalised as x = p / 127.5 - 1)."""
+    """The encoder's ``openpixel-model/1`` contract (inputs normalised as x = p / 127.5 - 1);
+    ``decoder_file`` None: no click decoder goes with it (no ``prompt_decoder`` entry)."""
     classes = tuple(info.classes) or tuple(f"class{i}" for i in range(config.num_classes))
     if len(classes) != config.num_classes:
         raise ExportError(f"checkpoint lists {len(classes)} class names for {config.num_classes} classes")
@@ -138,7 +153,8 @@ def encoder_contract(config, info, height: Optional[int], width: Optional[int], 
                         scale=1.0 / 255.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="stretch"),
         output=OutputSpec(name="logits", kind="logits"), classes=classes, colors=colors,
         conditioning=conditioning,
-        extra={"prompt_decoder": decoder_file, "features": ["features_s4", "features_s8"],
+        extra={**({"prompt_decoder": decoder_file} if decoder_file else {}),
+               "features": ["features_s4", "features_s8"],
                **({"foreground_classes": list(info.foreground_classes)}
                   if getattr(info, "foreground_classes", None) else {}),
                **(extra or {})})
@@ -168,8 +184,11 @@ def decoder_metadata(config, height: Optional[int], width: Optional[int], encode
 
 
 def export_openpixel(model, info, onnx_path, height: Optional[int] = None, width: Optional[int] = None,
-                     dynamic: bool = False, opset: int = MIN_OPSET, extra: Optional[dict] = None) -> tuple:
-    """Write the encoder and decoder graphs of ``model`` for ``--onnx onnx_path``. Returns their paths.
+                     dynamic: bool = False, opset: int = MIN_OPSET, extra: Optional[dict] = None,
+                     decoder: bool = True) -> tuple:
+    """Write the encoder and decoder graphs of ``model`` for ``--onnx onnx_path``. Returns their paths
+    ``(encoder, decoder)``; with ``decoder`` False only the encoder is written, a stale decoder at its
+    path is removed and the decoder's path is None.
 
     Fixed size: ``height``/``width``, else the checkpoint's input size. With
     ``dynamic`` the spatial sizes are dynamic (the example size only traces).
@@ -198,7 +217,12 @@ def export_openpixel(model, info, onnx_path, height: Optional[int] = None, width
         decoder_axes = {"features_s4": s4, "features_s8": s8, "prompts": s4, "mask_logits": s4}
     fixed_h, fixed_w = (None, None) if dynamic else (h, w)
     export_module(EncoderGraph(model), encoder_inputs, encoder_path, input_names, encoder_outputs, opset, encoder_axes,
-                  contract=encoder_contract(config, info, fixed_h, fixed_w, decoder_path.name, extra))
+                  contract=encoder_contract(config, info, fixed_h, fixed_w, decoder_path.name if decoder else None,
+                                            extra))
+    if not decoder:
+        for stale in (decoder_path, decoder_path.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
+        return encoder_path, None
     with torch.no_grad():
         features_s4, features_s8, _ = model.encode(*encoder_inputs)
     prompts = torch.zeros(1, config.prompt_channels, *features_s4.shape[-2:])
@@ -251,7 +275,8 @@ def parse_metadata_options(items) -> dict:
 def run_cli(args) -> int:
     """``python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx [--height H --width W | --dynamic]``.
 
-    Writes ``X.encoder.onnx`` and ``X.decoder.onnx`` with their metadata, prints
+    Writes ``X.encoder.onnx`` and ``X.decoder.onnx`` with their metadata (the encoder alone when
+    the checkpoint's run did not train the click head: :func:`click_head_trained`), prints
     ONNX Runtime vs PyTorch parity, and points ``args.onnx`` at the encoder so a
     following ``--engine`` step builds the per-frame graph.
     """
@@ -261,9 +286,10 @@ def run_cli(args) -> int:
 
     try:
         extra = parse_metadata_options(getattr(args, "metadata", None) or [])
-        model, info, _ = load_checkpoint_model(args.checkpoint)
+        model, info, checkpoint = load_checkpoint_model(args.checkpoint)
         encoder_path, decoder_path = export_openpixel(model, info, args.onnx, args.height, args.width,
-                                                      args.dynamic, args.opset, extra)
+                                                      args.dynamic, args.opset, extra,
+                                                      decoder=click_head_trained(checkpoint))
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -276,6 +302,10 @@ def run_cli(args) -> int:
     report = parity(EncoderGraph(model), encoder_path, feeds)
     for name, entry in report.items():
         print(f"  parity {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in entry.items()))
-    print(f"wrote {encoder_path} and {decoder_path} (+ .json metadata)")
+    if decoder_path is None:
+        print(f"wrote {encoder_path} (+ .json metadata) only: the checkpoint's run did not train the click head "
+              "(clicks.enabled: false), so no decoder was written")
+    else:
+        print(f"wrote {encoder_path} and {decoder_path} (+ .json metadata)")
     args.onnx = str(encoder_path)
     return 0

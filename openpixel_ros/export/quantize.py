@@ -16,7 +16,8 @@
   GPUs; on a CPU it is slower than FP32.
 
 Only the per-frame encoder is converted: the per-click decoder is small, and
-the variant's metadata keeps pointing at the FP32 decoder beside it.
+the variant's metadata keeps pointing at the FP32 decoder beside it when the export has one
+(an encoder-only export's variants name none either).
 """
 from __future__ import annotations
 

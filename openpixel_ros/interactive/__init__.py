@@ -39,7 +39,9 @@ def _create_sam(model: Optional[str], **options) -> PromptEngine:
 def _create_openpixel(model: Optional[str], **options) -> PromptEngine:
     # No model (or "openpixel_click"): the packaged click network. A click network's file (contract
     # task "click", python -m openpixel_ros.export.click_network) runs as such; any other OpenPixel
-    # export is an encoder with its late-fusion click decoder beside it (X.encoder.onnx + X.decoder.onnx).
+    # export is an encoder with its late-fusion click decoder beside it (X.encoder.onnx + X.decoder.onnx,
+    # from a run that trained the click head). An encoder alone (the packaged road model) is refused
+    # with a PromptError naming the click network.
     from ..default_model import CLICK_NETWORK, click_network_path, resolve_model
     from .click_network_engine import ClickNetworkEngine, is_click_network
     if model is None or model in ("", CLICK_NETWORK):

@@ -7,7 +7,9 @@ Files (``python -m openpixel_ros.export --checkpoint X.pt --onnx X.onnx``):
   exactly as for semantic segmentation;
 * ``X.decoder.onnx``: ``features_s4``, ``features_s8``, ``prompts`` [1,4,h4,w4]
   -> ``mask_logits`` [1,1,h4,w4], ``score`` [1,1]; metadata format
-  ``openpixel-prompt-decoder/1`` (the click Gaussian's ``click_sigma``).
+  ``openpixel-prompt-decoder/1`` (the click Gaussian's ``click_sigma``). Only a checkpoint
+  whose run trained the click head has one (the packaged road model has none: its issue-12
+  decoder is retired; the click network, :mod:`.click_network_engine`, answers clicks).
 
 Per frame the encoder runs once; per click this engine renders the prompt maps
 (:func:`openpixel_ros.inference.prompt_maps.render_prompt_maps`, on the 1/4 grid),
@@ -35,6 +37,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..default_model import CLICK_NETWORK
 from ..engines import Engine, EngineError, create_engine
 from ..inference.prompt_maps import DEFAULT_SIGMA, GRID_STRIDE, grid_size, render_prompt_maps
 from ..model_contract import METADATA_KEY, ContractError, load_contract
@@ -111,6 +114,19 @@ def _decoder_named_by(encoder_path) -> Optional[Path]:
     return path if path is not None and path.is_file() else None
 
 
+def _decoder_beside(encoder_path) -> Path:
+    """``X.decoder.onnx`` beside ``X.encoder.onnx``; a PromptError naming the click network when there is
+    none (a semantic model alone, such as the packaged road model since its decoder was retired)."""
+    try:
+        return decoder_path_for(encoder_path)
+    except PromptError:
+        if not Path(encoder_path).is_file():
+            raise  # "prompt model file not found"
+    raise PromptError(f"{Path(encoder_path).name} has no click decoder beside it: it segments frames but takes "
+                      f"no clicks; for clicks use the click network {CLICK_NETWORK} (prompt engine openpixel, "
+                      f"prompt_model empty or {CLICK_NETWORK})")
+
+
 def read_decoder_metadata(decoder_path, engine: Engine) -> dict:
     """The decoder's metadata from its sidecar JSON or embedded ``openpixel`` property; EngineError if absent."""
     sidecar = Path(decoder_path).with_suffix(".json")
@@ -182,7 +198,7 @@ class OpenPixelPromptEngine(PromptEngine):
         if not encoder_path:
             raise PromptError("prompt engine 'openpixel' needs model=<X.encoder.onnx>")
         decoder_path = Path(decoder) if decoder else (_decoder_named_by(encoder_path)
-                                                      or decoder_path_for(encoder_path))  # raises when none
+                                                      or _decoder_beside(encoder_path))  # raises when none
         encoder = create_engine(backend, encoder_path, device=device, threads=threads)
         try:
             decoder_engine = create_engine(backend, decoder_path, device=device, threads=threads)

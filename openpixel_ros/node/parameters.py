@@ -186,8 +186,9 @@ NODE_PARAMETERS = (
               read_only=True, choices=("classical", "sam", "openpixel")),
     ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
               "beside it, see docs/interactive.md); for openpixel a click network (X.onnx, contract task click) "
-              "or an OpenPixel encoder with its click decoder beside it (e.g. openpixel_road); unused by "
-              "classical. Empty with openpixel: the packaged click network, openpixel_click.", read_only=True),
+              "or your own OpenPixel export with a trained click decoder beside it (X.encoder.onnx + "
+              "X.decoder.onnx; the packaged road model has none); unused by classical. Empty with openpixel: "
+              "the packaged click network, openpixel_click.", read_only=True),
     ParamSpec("click.zoom_in", True, "openpixel prompt engine: from the second prompt on a frame (given the previous "
               "mask), decode in a window around the object at the model's full input size.", read_only=True),
     ParamSpec("click.boundary_refinement", "guided", "openpixel prompt engine: how the mask's edge reaches the "
