@@ -28,7 +28,8 @@ class Lifecycle:
         # (CI once saw "failed to send response (timeout)" on the first configure): first a request
         # with an unknown label, which the node refuses without changing state, until it is answered.
         probe.await_answers(self.get, GetState.Request())
-        probe.await_answers(self.change, ChangeState.Request(transition=Transition(label="test warm-up: no such transition")))
+        unknown = Transition(label="test warm-up: no such transition")
+        probe.await_answers(self.change, ChangeState.Request(transition=unknown))
 
     def _call(self, client, request):
         future = client.call_async(request)
