@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -183,6 +184,11 @@ def test_cli_report(tmp_path, capsys):
     # The mIoU-versus-clicks curve beside the JSON (openpixel_ros.eval.plots).
     png = tmp_path / "report.miou_vs_clicks.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cv2.imread(str(png)).shape[1] > 300
+    # The packaged click network, loaded without --model, is named in the report (it said null).
+    out_network = tmp_path / "network.json"
+    assert eval_main(["clicks", "--images", str(images), "--masks", str(masks), "--limit", "1", "--max-clicks", "2",
+                      "--engine", "openpixel", "--threads", "1", "--json", str(out_network)]) == 0
+    assert Path(json.loads(out_network.read_text())["model"]).name == "openpixel_click.onnx"
 
 
 def test_cli_errors(tmp_path):

@@ -100,6 +100,7 @@ def run(args) -> int:
     if not samples:
         raise SystemExit("error: no image with an object to evaluate")
     options = {k: v for k, v in _engine_options(args).items() if k in ("zoom_in", "refine")}
+    model = model or getattr(engine, "model_path", None)  # the packaged file an engine loaded by default
     head = {"engine": args.engine, "model": str(model) if model else None, "protocol": args.protocol, **options}
     if args.protocol == "scribbles":
         report = {**head, **summarize_scribbles(samples), "skipped": skipped,
