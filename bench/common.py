@@ -24,29 +24,12 @@ def dds_safe_env() -> dict:
 
 
 def await_answers(spin_once, client, timeout: float = 60.0, resend_after: float = 3.0) -> None:
-    """Return once ``client`` (a ``SegmentAtPoints`` client) gets answers; ``spin_once(timeout_sec)``
-    spins its node. A request the node refuses at once (too many points) is resent until answered:
-    until the server's answer writer has matched this client's reader, rmw drops answers ("failed to
-    send response (timeout)"), and a timed or counted call sent then would hang or go missing."""
-    import time
-
-    from geometry_msgs.msg import Point
-
-    from openpixel_ros.interactive.prompts import MAX_POINTS
-    from openpixel_ros.srv import SegmentAtPoints
-    request = SegmentAtPoints.Request(points=[Point(x=1.0, y=1.0)] * (MAX_POINTS + 1), labels=[1] * (MAX_POINTS + 1))
-    if not client.wait_for_service(timeout_sec=timeout):
-        raise RuntimeError(f"service {client.srv_name} never appeared")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        future = client.call_async(request)
-        end = min(deadline, time.monotonic() + resend_after)
-        while not future.done() and time.monotonic() < end:
-            spin_once(0.05)
-        if future.done():
-            return
-        client.remove_pending_request(future)
-    raise RuntimeError(f"no answer from {client.srv_name} within {timeout} s")
+    """Return once answers reach ``client`` (a ``SegmentAtPoints`` client; ``spin_once(timeout_sec)``
+    spins its node): a timed or counted call sent before could hang or go missing
+    (``openpixel_ros.node.service_calls``)."""
+    from openpixel_ros.node.service_calls import call_until_answered, refused_at_once_request
+    if call_until_answered(client, refused_at_once_request(), spin_once, timeout, resend_after) is None:
+        raise RuntimeError(f"no answer from {client.srv_name} within {timeout} s")
 
 
 def machine() -> dict:

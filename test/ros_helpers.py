@@ -11,6 +11,8 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from openpixel_ros.node import service_calls
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -98,23 +100,10 @@ class Probe:
 
 
 def call_until_answered(node, client, request, timeout=20.0, resend_after=5.0):
-    """The answer of an idempotent service call made on ``node`` (None if none came in ``timeout`` s).
-
-    Sent again when no answer came in ``resend_after`` s: under load a server can take a request
-    before its answer writer has matched this client's reader, and rmw then drops the answer
-    ("failed to send response (timeout): client will not receive response")."""
-    assert client.wait_for_service(timeout_sec=timeout), f"no service {client.srv_name}"
-    deadline = time.monotonic() + timeout
-    while True:
-        future = client.call_async(request)
-        end = time.monotonic() + min(resend_after, max(0.0, deadline - time.monotonic()))
-        while not future.done() and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.05)
-        if future.done():
-            return future.result()
-        client.remove_pending_request(future)
-        if time.monotonic() >= deadline:
-            return None
+    """``service_calls.call_until_answered`` spinning ``node``: the answer of an idempotent call made
+    on it, resent while rmw may drop answers to a new client (None if none came in ``timeout`` s)."""
+    return service_calls.call_until_answered(client, request, lambda t: rclpy.spin_once(node, timeout_sec=t),
+                                             timeout, resend_after)
 
 
 @contextmanager

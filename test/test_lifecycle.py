@@ -9,6 +9,7 @@ from sensor_msgs.msg import Image
 
 from onnx_models import linear_classifier
 from openpixel_ros.node.image_messages import array_to_image_msg
+from openpixel_ros.node.service_calls import refused_at_once_request
 from ros_helpers import Probe, running_node
 
 
@@ -118,14 +119,6 @@ def _slow_requests(count):
     return requests
 
 
-def _refused_at_once():
-    """A request refused before it is queued (too many points): not counted as accepted."""
-    from geometry_msgs.msg import Point
-    from openpixel_ros.interactive.prompts import MAX_POINTS
-    from openpixel_ros.srv import SegmentAtPoints
-    return SegmentAtPoints.Request(points=[Point(x=1.0, y=1.0)] * (MAX_POINTS + 1), labels=[1] * (MAX_POINTS + 1))
-
-
 @pytest.mark.parametrize("transition", ["deactivate", "shutdown"])
 def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
     """Issue 17: with 8 calls queued, deactivate answered none (InvalidHandle) and clients waited
@@ -138,7 +131,7 @@ def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
         lc = Lifecycle(probe)
         assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.transition(Transition.TRANSITION_ACTIVATE)
         client = probe.node.create_client(SegmentAtPoints, "/openpixel/segment_at_points")
-        probe.await_answers(client, _refused_at_once())
+        probe.await_answers(client, refused_at_once_request())
         futures = [client.call_async(r) for r in _slow_requests(8)]
 
         def accepted() -> int:

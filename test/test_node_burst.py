@@ -13,8 +13,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from openpixel_ros.interactive.prompts import MAX_POINTS
 from openpixel_ros.node.image_messages import array_to_image_msg
+from openpixel_ros.node.service_calls import refused_at_once_request
 from openpixel_ros.srv import SegmentAtPoints
 from ros_helpers import running_node
 from test_node import make_frame, model  # noqa: F401 (model: fixture)
@@ -55,10 +55,8 @@ def test_burst_of_service_calls_is_answered_and_frames_keep_flowing(ros_env, rcl
                     for c in clients]
         # Answers must reach each client before the counted burst (none may be resent): first a request
         # the node refuses before queueing it (too many points), until it is answered.
-        refused_at_once = SegmentAtPoints.Request(points=[Point(x=1.0, y=1.0)] * (MAX_POINTS + 1),
-                                                  labels=[1] * (MAX_POINTS + 1))
         for c, s in zip(clients, services):
-            assert not probe.await_answers(s, refused_at_once, node=c).success
+            assert not probe.await_answers(s, refused_at_once_request(), node=c).success
         assert probe.wait_for_subscriber(pub)
         frame = make_frame(H, W)
         sent = [0]
