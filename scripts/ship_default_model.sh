@@ -8,8 +8,8 @@
 #    CamVid train images), with the licence, the default mask classes and the source
 #    (config/train/$RUN.yaml) in the metadata. The road model ships without a click decoder: a road run
 #    trains no click head (clicks.enabled: false), so the export writes the encoder alone, a checkpoint
-#    whose run did train one is refused, and any stale openpixel_road.decoder.* is removed (the click
-#    network, openpixel_click, answers clicks);
+#    whose run did train one is refused, and the export removes any stale openpixel_road.decoder.* (the
+#    click network, openpixel_click, answers clicks);
 # 2. copies the run's CSV log beside its config (config/train/$RUN.csv);
 # 3. measures size, latency and accuracy per format (bench/bench_default_model.py) and the
 #    lighting table with conditioning on and off (bench/results/lighting_openpixel_road.json).
@@ -34,7 +34,6 @@ if click_head_trained(torch.load(sys.argv[1], map_location="cpu", weights_only=T
     sys.exit(f"error: {sys.argv[1]} comes from a run that trained the click head; the road model ships "
              "without a click decoder (the click network answers clicks)")
 PYEOF
-rm -f "$MODELS/openpixel_road.decoder.onnx" "$MODELS/openpixel_road.decoder.json"
 $PY -m openpixel_ros.export --checkpoint "$CHECKPOINT" --onnx "$MODELS/openpixel_road.onnx" \
     --variants int8 --calib-images "$CAMVID/train" --calib-count 64 \
     --metadata 'foreground_classes=["Car","Pedestrian","Bicyclist"]' \
