@@ -72,10 +72,12 @@ class Segmentor:
     (cpu | cuda | cuda:N; default cpu for onnxruntime, cuda for tensorrt), ``threads``,
     ``foreground_classes`` (names or ids; default all but class 0), ``adaptation`` (True: the
     default ``AdaptationConfig``, as the node; an ``AdaptationConfig``; or None/False for none),
-    ``prompt_engine`` (name for click prompts, e.g. "classical", "sam", "openpixel"; default
-    :data:`openpixel_ros.interactive.DEFAULT_PROMPT_ENGINE`), ``prompt_model`` (its model; for
-    "openpixel" the packaged click network when None) and ``prompt_options`` (the engine's options,
-    e.g. ``{"zoom_in": False}``).
+    ``prompt_engine`` (name for click prompts: "openpixel", "classical" or "sam"; default
+    :data:`openpixel_ros.interactive.DEFAULT_PROMPT_ENGINE`, "openpixel", the package's click network,
+    whose weights are for non-commercial research only: "classical" (GrabCut) needs no model file),
+    ``prompt_model`` (its model; for "openpixel" the packaged click network when None) and
+    ``prompt_options`` (the engine's options, e.g. ``{"zoom_in": False}``). The prompt engine is
+    created (its model loaded) at the first click, or when ``prompt_engine`` is first read.
 
     Threads: one Segmentor may be shared. Semantic segmentation runs concurrently (ONNX Runtime
     sessions are thread-safe; the lighting adapter's smoothing then sees frames in arrival

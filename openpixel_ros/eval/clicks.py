@@ -5,8 +5,8 @@
 
 Images and masks are paired by file stem; ``--limit N`` keeps the first N pairs sorted by
 stem. The protocol and the mask rules are in :mod:`openpixel_ros.eval.click_protocol`.
-Without ``--engine`` the node's default prompt engine is used (``classical`` for now; the
-OpenPixel click model once it is trained).
+Without ``--engine`` the node's default prompt engine is used (``openpixel``, the packaged click
+network; ``--engine classical`` for GrabCut).
 
 The JSON report has the top-level keys ``engine``, ``model``, ``images``, ``noc85``,
 ``noc90``, ``over20_90`` (images that never reach IoU 0.90 within ``max_clicks``),

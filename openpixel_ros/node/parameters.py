@@ -180,9 +180,11 @@ NODE_PARAMETERS = (
     ParamSpec("max_rate_hz", 0.0, "Upper bound on the inference rate; 0 = as fast as the engine allows.",
               min=0.0, max=1000.0, **_attribute("max_rate_hz")),
     # -- click prompts --
-    ParamSpec("prompt_engine", "classical", "Engine for click prompts (~/segment_at_points, ~/click): classical "
-              "(GrabCut, no weights; fewest clicks on large objects), sam (Segment-Anything-format ONNX pair) or "
-              "openpixel (the package's click network: ~15x faster, better on small objects; docs/interactive.md).",
+    ParamSpec("prompt_engine", "openpixel", "Engine for click prompts (~/segment_at_points, ~/click): openpixel "
+              "(the package's click network, loaded at start: fewest clicks, ~9x faster than classical, better on "
+              "small objects; its weights are for non-commercial research only, docs/model_card.md), classical "
+              "(GrabCut, no model file: pick it where that licence rules the network out) or sam "
+              "(Segment-Anything-format ONNX pair). No GPU needed either way; docs/interactive.md.",
               read_only=True, choices=("classical", "sam", "openpixel")),
     ParamSpec("prompt_model", "", "Model for the prompt engine: the SAM image-encoder ONNX (its decoder "
               "beside it, see docs/interactive.md); for openpixel a click network (X.onnx, contract task click) "
