@@ -125,8 +125,10 @@ def test_stopping_answers_every_accepted_call(ros_env, rcl, model, transition):
     forever. Now each gets an answer: computed, or success=false 'node deactivating'."""
     from diagnostic_msgs.msg import DiagnosticArray
     from openpixel_ros.srv import SegmentAtPoints
+    # prompt_engine classical, named: its clicks on 1280x960 (hundreds of ms each) keep calls queued when the
+    # transition comes (the click network could answer all 8 first, and none would be refused).
     with _running(ros_env, f"model_path:={model}", "click.queue_size:=16", "diagnostics_period:=0.2",
-                  probe="test_lifecycle_calls") as (proc, probe):
+                  "prompt_engine:=classical", probe="test_lifecycle_calls") as (proc, probe):
         diagnostics = probe.subscribe(DiagnosticArray, "/diagnostics")
         lc = Lifecycle(probe)
         assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.transition(Transition.TRANSITION_ACTIVATE)

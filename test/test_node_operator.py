@@ -136,7 +136,10 @@ def test_slow_engine_warns_with_rates(ros_env, rcl, model):
 
 def test_rqt_image_view_point_clicks(ros_env, rcl, model):
     # rqt_image_view publishes geometry_msgs/Point on <image>_mouse_left; remapped onto ~/click.
+    # prompt_engine classical, named: the mask checked below (the clicked blue region of an 8x12
+    # frame, not the red one) is its colour rule's; the click network's input is 384x384.
     with running_node(ros_env, "-p", f"model_path:={model}", "-p", "click.message_type:=point",
+                      "-p", "prompt_engine:=classical",
                       "-r", "image:=/rqt/image", "-r", "~/click:=/rqt/image_mouse_left",
                       probe="test_operator_click") as (proc, probe):
         masks = probe.subscribe(Image, "/openpixel/click_mask")

@@ -31,8 +31,11 @@ def scene():
 
 @pytest.fixture(scope="module")
 def node(ros_env, rcl):
+    # The classical engine, named: these tests check masks that follow from its colour-edge and
+    # connectivity rules on synthetic discs (a twin disc left out, a small disc's outline); the
+    # default engine's own node test is test_the_default_engine_is_the_click_network.
     with running_node(ros_env, "-r", "__node:=openpixel_p", "-r", "image:=/cam/image",
-                      probe="test_prompts") as (proc, probe):
+                      "-p", "prompt_engine:=classical", probe="test_prompts") as (proc, probe):
         client = probe.node.create_client(SegmentAtPoints, "/openpixel_p/segment_at_points")
         assert client.wait_for_service(timeout_sec=20), "service never appeared"
         yield proc, probe, client
@@ -57,6 +60,20 @@ def mask_of(res):
     m = res.mask
     assert m.encoding == "mono8" and (m.width, m.height) == (W, H)
     return decode_raw("mono8", m.height, m.width, m.step, False, m.data)
+
+
+def test_the_default_engine_is_the_click_network(ros_env, rcl):
+    """Issue 21: the node started with the packaged params file (no prompt_engine given) answers
+    clicks with the click network, openpixel, not classical; its engine names itself in the answer."""
+    with running_node(ros_env, "-r", "__node:=openpixel_default", probe="test_default_engine") as (proc, probe):
+        client = probe.node.create_client(SegmentAtPoints, "/openpixel_default/segment_at_points")
+        assert client.wait_for_service(timeout_sec=20), "service never appeared"
+        res = call(probe, client, image=image_msg(), points=[Point(x=float(A[0]), y=float(A[1]))], labels=[1])
+        assert res.success, res.message
+        assert res.message.startswith("openpixel: "), res.message
+        mask = mask_of(res)
+        assert mask[A[1], A[0]] == 255 and res.area == int((mask == 255).sum()) > 0
+        assert proc.alive()
 
 
 def test_positive_click_segments_the_disc(node):

@@ -132,7 +132,7 @@ def test_prompt_result_geometry():
 
 def test_registry_names_and_errors():
     assert {"classical", "sam", "openpixel"} <= set(prompt_engine_names())
-    assert DEFAULT_PROMPT_ENGINE == "classical"
+    assert DEFAULT_PROMPT_ENGINE == "openpixel"
     assert create_prompt_engine("Classical").name == "classical"
     with pytest.raises(PromptError, match="unknown prompt engine 'nope'"):
         create_prompt_engine("nope")
