@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("bench_default_model", "bench_model", "bench_adaptation", "bench_outputs", "bench_prompt_engines",
-              "bench_service", "bench_node", "bench_tensorrt")
+              "bench_prompt_startup", "bench_service", "bench_node", "bench_tensorrt")
 
 
 def main(argv=None) -> int:
