@@ -184,20 +184,13 @@ def test_cli_report(tmp_path, capsys):
     # The mIoU-versus-clicks curve beside the JSON (openpixel_ros.eval.plots).
     png = tmp_path / "report.miou_vs_clicks.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cv2.imread(str(png)).shape[1] > 300
-<<<<<<< HEAD
-    # The packaged click network, loaded without --model, is named in the report (it said null).
-    out_network = tmp_path / "network.json"
-    assert eval_main(["clicks", "--images", str(images), "--masks", str(masks), "--limit", "1", "--max-clicks", "2",
-                      "--engine", "openpixel", "--threads", "1", "--json", str(out_network)]) == 0
-    assert Path(json.loads(out_network.read_text())["model"]).name == "openpixel_click.onnx"
-=======
-    # Without --engine: the default engine, the packaged click network.
+    # Without --engine: the default engine, the packaged click network, named in the report (it said null).
     default = tmp_path / "default.json"
     assert eval_main(["clicks", "--images", str(images), "--masks", str(masks), "--limit", "1",
-                      "--max-clicks", "2", "--json", str(default)]) == 0
+                      "--max-clicks", "2", "--threads", "1", "--json", str(default)]) == 0
     report = json.loads(default.read_text())
     assert report["engine"] == "openpixel" and report["images"] == 1
->>>>>>> f12ac2e (tests: classical-specific node tests name prompt_engine:=classical; the default engine is the click network (library, node service, eval clicks))
+    assert Path(report["model"]).name == "openpixel_click.onnx"
 
 
 def test_cli_errors(tmp_path):
