@@ -207,14 +207,14 @@ def test_the_engine_feeds_the_prompt_maps_training_renders(tiny_network, tmp_pat
 
 
 def test_the_packaged_click_network_is_the_default_engine():
-    # Issue 21: the network is the default engine (library, node, eval clicks) since it beats classical
-    # on GrabCut NoC@90 (docs/interactive.md); Segmentor() with no prompt_engine gets it.
+    # Issue 21: the network is the default engine (library, node, eval clicks): it ties classical on GrabCut
+    # and beats it far on road-scene and small objects (docs/interactive.md); Segmentor() gets it too.
     assert DEFAULT_PROMPT_ENGINE == "openpixel"
     path = click_network_path()
     for engine in (create_prompt_engine("openpixel"), create_prompt_engine(DEFAULT_PROMPT_ENGINE),
                    Segmentor(prompt_engine="openpixel").prompt_engine, Segmentor().prompt_engine):
         assert isinstance(engine, ClickNetworkEngine) and engine.model_path == path
-        assert engine.zoom_in and engine.refine == "guided"
+        assert engine.zoom_in and engine.zoom_first and engine.refine == "guided"
         engine.close()
     contract = load_contract(path)
     assert contract.task == "click" and (contract.input.height, contract.input.width) == (384, 384)
@@ -265,6 +265,24 @@ def test_the_packaged_network_answers_clicks_boxes_scribbles_and_previous_masks(
 # classical 38. The bar keeps a margin of two images, and the first run's network fails it.
 DECODER_12_REACHED = 29
 BAR = 36
+
+
+def test_the_first_click_on_a_small_object_is_decoded_again_in_its_window():
+    """zoom_first on the packaged network: a small object's first mask comes from its window (one
+    more pass) and still covers it; a large object's first click is one whole-frame pass."""
+    rng = np.random.default_rng(4)
+    engine = create_prompt_engine("openpixel", threads=1)
+    for axes, zoomed in (((36, 24), True), ((215, 160), False)):
+        truth = np.zeros((360, 480), np.uint8)
+        cv2.ellipse(truth, (240, 180), axes, 0, 0, 360, 1, -1)
+        truth = truth.astype(bool)
+        rgb = np.clip(rng.normal((70, 110, 60), 18, (360, 480, 3)), 0, 255).astype(np.uint8)
+        rgb[truth] = np.clip(rng.normal((200, 80, 70), 18, (int(truth.sum()), 3)), 0, 255).astype(np.uint8)
+        engine.set_image(rgb, key=axes)
+        result = engine.predict(ClickPrompt.from_lists([(240, 180)], [1], image_size=truth.shape))
+        iou = (result.mask & truth).sum() / (result.mask | truth).sum()
+        assert result.timings["zoom"] == float(zoomed) and iou > 0.7, (axes, result.timings, iou)
+    engine.close()
 
 
 @pytest.mark.slow

@@ -99,7 +99,8 @@ def test_a_clicked_pixel_means_the_same_point_in_training_and_in_the_engine(pair
 
     encoder, _ = pair
     decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")
-    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1)
+    # The whole-frame pass itself (zoom_first would decode a small first mask again in its window).
+    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, zoom_first=False)
     fh, fw = frame_hw
     engine.set_image(np.zeros((fh, fw, 3), np.uint8), key=str(frame_hw))
     scale = fh // H
@@ -119,7 +120,7 @@ def test_a_clicked_pixel_means_the_same_point_in_training_and_in_the_engine(pair
 def test_scribbles_reach_the_decoder_where_they_were_drawn(pair, tmp_path):
     encoder, _ = pair
     decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")
-    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1)
+    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, zoom_first=False)
     engine.set_image(np.zeros((150, 300, 3), np.uint8), key="frame")
     line = [(60.0, 75.0), (240.0, 75.0)]
     result = engine.predict(ClickPrompt.from_lists([], [], scribbles=[line], scribble_labels=[1],
@@ -195,7 +196,8 @@ def test_zoom_window_holds_the_object_and_the_clicks_at_the_model_aspect():
 def test_zoom_in_decodes_around_the_object_and_reuses_its_window(pair, tmp_path):
     encoder, _ = pair
     decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")
-    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, refine="none")
+    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, refine="none",
+                                              zoom_first=False)
     runs = []
     real_run = engine.encoder.run
     engine.encoder.run = lambda feeds: runs.append(feeds) or real_run(feeds)
@@ -219,6 +221,36 @@ def test_zoom_in_decodes_around_the_object_and_reuses_its_window(pair, tmp_path)
     off = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, zoom_in=False)
     off.set_image(frame)
     assert off.predict(prompt).timings["zoom"] == 0.0
+
+
+def test_a_small_first_mask_is_decoded_again_in_its_window(pair, tmp_path):
+    """zoom_first: the first prompt's whole-frame mask places a window (as the next click's would), and
+    the prompt is decoded again there; not for a box, not without zoom-in."""
+    encoder, _ = pair
+    decoder = positive_channel_decoder(tmp_path / "stand_in.decoder.onnx")
+    engines = {first: OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, refine="none",
+                                                       zoom_first=first) for first in (True, False)}
+    runs = []
+    real_run = engines[True].encoder.run
+    engines[True].encoder.run = lambda feeds: runs.append(feeds) or real_run(feeds)
+    frame = np.zeros((240, 480, 3), np.uint8)
+    click = ClickPrompt.from_lists([(300, 120)], [1], image_size=(240, 480))
+    for engine in engines.values():
+        engine.set_image(frame, key="frame")
+    whole, zoomed = engines[False].predict(click), engines[True].predict(click)
+    assert whole.timings["zoom"] == 0.0 and zoomed.timings["zoom"] == 1.0 and len(runs) == 2
+    assert zoomed.low_res_logits is None and zoomed.mask[120, 300]
+    # The stand-in's disc is about one grid cell: in the window that is fewer frame pixels.
+    assert 0 < zoomed.mask.sum() < whole.mask.sum() * 0.8
+    rows, cols = np.nonzero(zoomed.mask)
+    assert abs(cols.mean() - 300.5) < 4 and abs(rows.mean() - 120.5) < 4
+    boxed = ClickPrompt.from_lists([(300, 120)], [1], box=(200, 60, 400, 200), image_size=(240, 480))
+    assert engines[True].predict(boxed).timings["zoom"] == 0.0
+    off = OpenPixelPromptEngine.from_files(encoder, decoder=str(decoder), threads=1, zoom_in=False)
+    off.set_image(frame)
+    assert off.predict(click).timings["zoom"] == 0.0 and off.zoom_first
+    for engine in (*engines.values(), off):
+        engine.close()
 
 
 def test_engine_options_are_checked(pair):

@@ -42,8 +42,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--protocol", choices=("clicks", "scribbles"), default="clicks",
                         help="clicks: NoC and mIoU@k; scribbles: mIoU after 1, 2 and 3 strokes "
                              "(default: %(default)s)")
-    parser.add_argument("--zoom-in", choices=("on", "off"), default="on",
-                        help="openpixel: decode around the object from the second prompt on (default: %(default)s)")
+    parser.add_argument("--zoom-in", choices=("on", "second", "off"), default="on",
+                        help="openpixel: decode around the object from the second prompt on, and at the first "
+                             "when its mask is small enough (on); only from the second (second); never (off) "
+                             "(default: %(default)s)")
     parser.add_argument("--refine", choices=("guided", "none"), default="guided",
                         help="openpixel: full-resolution boundaries (default: %(default)s)")
     parser.add_argument("--json", help="write the results to this JSON file")
@@ -56,7 +58,8 @@ def _engine_options(args) -> dict:
     if args.engine == "sam":
         options.update(device=args.device, threads=args.threads)
     if args.engine == "openpixel":
-        options.update(threads=args.threads, zoom_in=args.zoom_in == "on", refine=args.refine)
+        options.update(threads=args.threads, zoom_in=args.zoom_in != "off", zoom_first=args.zoom_in == "on",
+                       refine=args.refine)
     return options
 
 
@@ -99,7 +102,7 @@ def run(args) -> int:
                  f"NoC90 {sample.noc(0.90, args.max_clicks)} IoU@1 {sample.ious[0]:.3f}")
     if not samples:
         raise SystemExit("error: no image with an object to evaluate")
-    options = {k: v for k, v in _engine_options(args).items() if k in ("zoom_in", "refine")}
+    options = {k: v for k, v in _engine_options(args).items() if k in ("zoom_in", "zoom_first", "refine")}
     model = model or getattr(engine, "model_path", None)  # the packaged file an engine loaded by default
     head = {"engine": args.engine, "model": str(model) if model else None, "protocol": args.protocol, **options}
     if args.protocol == "scribbles":

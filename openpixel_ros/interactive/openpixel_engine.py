@@ -21,7 +21,10 @@ Zoom-in (RITM, FocalClick): once a prompt comes with the previous mask, the
 engine encodes a window around the object (the previous mask and the positive
 prompts, expanded by ``zoom_expansion``, at the model input's aspect ratio) and
 decodes there, so later clicks see the object at a higher resolution. One extra
-encoder pass, cached while the window stays about the same.
+encoder pass, cached while the window stays about the same. With ``zoom_first``
+the first prompt (no previous mask, no box) does the same with its own whole-frame
+mask when that mask's window is small enough to zoom (:func:`zoom_window`): a
+small object's first mask comes from the window, at one more network pass.
 
 Boundaries (``refine="guided"``): the mask's probability, upsampled from the
 1/4 grid, is snapped to the frame's edges by a guided filter
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -158,9 +161,9 @@ class OpenPixelPromptEngine(PromptEngine):
 
     def __init__(self, encoder: Engine, decoder: Engine, contract, decoder_metadata: dict,
                  conditioning: Optional[np.ndarray] = None, zoom_in: bool = True, zoom_expansion: float = 1.4,
-                 refine: str = "guided"):
+                 refine: str = "guided", zoom_first: bool = True):
         super().__init__()
-        self._set_view_options(zoom_in, zoom_expansion, refine)
+        self._set_view_options(zoom_in, zoom_expansion, refine, zoom_first)
         self.encoder, self.decoder = encoder, decoder
         self.contract = contract
         SemanticSegmenter(encoder, contract)  # validates the contract against the encoder's graph
@@ -182,13 +185,14 @@ class OpenPixelPromptEngine(PromptEngine):
         self._full: Optional[_Encoding] = None
         self._zoom: Optional[_Encoding] = None
 
-    def _set_view_options(self, zoom_in: bool, zoom_expansion: float, refine: str) -> None:
+    def _set_view_options(self, zoom_in: bool, zoom_expansion: float, refine: str, zoom_first: bool) -> None:
         """Zoom-in and boundary options, checked (shared with the click network's engine)."""
         if refine not in REFINEMENTS:
             raise EngineError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
         if not (np.isfinite(zoom_expansion) and zoom_expansion >= 1.0):
             raise EngineError(f"zoom_expansion must be a finite number >= 1, not {zoom_expansion!r}")
         self.zoom_in, self.zoom_expansion, self.refine = bool(zoom_in), float(zoom_expansion), refine
+        self.zoom_first = bool(zoom_first)
 
     @classmethod
     def from_files(cls, encoder_path, decoder: Optional[str] = None, *, device: str = "cpu", threads: int = 0,
@@ -266,7 +270,17 @@ class OpenPixelPromptEngine(PromptEngine):
 
     def _predict(self, prompt: ClickPrompt, multimask: bool) -> PromptResult:
         self._zoom_encoder_ms = 0.0
-        encoding = self._encoding_for(prompt)
+        result = self._predict_in(self._encoding_for(prompt), prompt)
+        first = prompt.previous_mask is None and prompt.previous_logits is None and prompt.box is None
+        if not (self.zoom_in and self.zoom_first and first and result.masks[0].any()):
+            return result
+        # The first mask says where the object is: decode again in its window, as the next click would.
+        again = replace(prompt, previous_mask=result.masks[0])
+        encoding = self._encoding_for(again)
+        return result if encoding is self._full else self._predict_in(encoding, again)
+
+    def _predict_in(self, encoding: _Encoding, prompt: ClickPrompt) -> PromptResult:
+        """One network pass for ``prompt`` on ``encoding``'s view (the frame's or a zoom window's)."""
         view = encoding.view
         grid_hw = grid_size(*view.placement.input_hw)  # the 1/4 output grid
         maps = render_prompt_maps(view.placement.input_hw, view.to_input(prompt.positive_points),

@@ -182,7 +182,8 @@ NODE_PARAMETERS = (
     # -- click prompts --
     ParamSpec("prompt_engine", "openpixel", "Engine for click prompts (~/segment_at_points, ~/click): openpixel "
               "(the package's click network, loaded at start: far fewer clicks than classical on road-scene and "
-              "small objects, a tie on GrabCut's photos, ~10x faster; its weights are for non-commercial research only, docs/model_card.md), classical "
+              "small objects, a tie on GrabCut's photos, ~10x faster; its weights are for non-commercial "
+              "research only, docs/model_card.md), classical "
               "(GrabCut, no model file: pick it where that licence rules the network out) or sam "
               "(Segment-Anything-format ONNX pair). No GPU needed either way; docs/interactive.md.",
               read_only=True, choices=("classical", "sam", "openpixel")),
@@ -192,7 +193,9 @@ NODE_PARAMETERS = (
               "X.decoder.onnx; the packaged road model has none); unused by classical. Empty with openpixel: "
               "the packaged click network, openpixel_click.", read_only=True),
     ParamSpec("click.zoom_in", True, "openpixel prompt engine: from the second prompt on a frame (given the previous "
-              "mask), decode in a window around the object at the model's full input size.", read_only=True),
+              "mask), decode in a window around the object at the model's full input size; at the first prompt "
+              "too when its whole-frame mask is small enough for a window (one more network pass).",
+              read_only=True),
     ParamSpec("click.boundary_refinement", "guided", "openpixel prompt engine: how the mask's edge reaches the "
               "frame's resolution: guided (a guided filter snaps it to image edges) or none (bilinear).",
               read_only=True, choices=("guided", "none")),
