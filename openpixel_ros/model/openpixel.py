@@ -63,7 +63,7 @@ class OpenPixelConfig:
 
 
 class CrossScalePyramid(nn.Module):
-    """Top-down feature pyramid over c2..c5 with cross-scale attention from 1/8 to 1/32.
+    """Top-down feature pyramid over c2..c5 with cross-scale attention from 1/8 to c5 (1/32; 1/16 at output stride 16).
 
     Each lateral 1x1 conv is normalised and FiLM-modulated (names ``p2``..``p5``).
     ``p5`` also gets image-level context (global average pool), like DeepLab's ASPP.
