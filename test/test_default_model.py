@@ -64,6 +64,25 @@ def test_the_road_model_ships_without_a_click_decoder():
         assert json.loads(embedded["openpixel"]) == sidecar and "prompt_decoder" not in sidecar, name
 
 
+def test_the_shipped_weights_come_from_the_committed_run_and_its_log_is_beside_it():
+    """Issue 20: the packaged model names its config; that config is committed and trains on train + val
+    for a fixed number of steps (nothing picked on val), and its CSV log beside it reaches the last step."""
+    import csv
+
+    import yaml
+
+    source = load_contract(default_model_path()).extra["source"]
+    config_path = MODELS_DIR.parents[1] / "config" / "train" / "road_v2_trainval.yaml"
+    assert "config/train/road_v2_trainval.yaml" in source, source
+    config = yaml.safe_load(config_path.read_text())
+    assert config["train"]["validate_every"] == 0
+    assert {"images": "../shared/datasets/camvid/val", "labels": "../shared/datasets/camvid/valannot"} in \
+        config["data"]["extra_folders"]
+    with open(config_path.with_suffix(".csv"), newline="") as log:
+        steps = [int(row["step"]) for row in csv.DictReader(log)]
+    assert steps == sorted(steps) and steps[-1] == config["train"]["max_steps"]
+
+
 def test_model_names_resolve():
     assert resolve_model(None) == resolve_model("") == default_model_path()
     assert resolve_model("openpixel_road.int8").name == "openpixel_road.int8.encoder.onnx"
@@ -103,11 +122,15 @@ def class_recall(segmentor, frames) -> dict:
     return {name: hit[c] / total[c] for c, name in enumerate(CAMVID) if total[c]}
 
 
-# Conservative: the shipped model scores about 0.95 / 0.95 / 0.85 on these frames.
-THRESHOLDS = {"Road": 0.85, "Sky": 0.85, "Car": 0.6}
+# Recall floors on these frames. Road, Sky and Car: conservative (every trained model scores about 0.95).
+# The thin and rare classes (issue 20): what road v2's train-only run reaches on these frames (SignSymbol
+# 0.669, Fence 0.842, Pedestrian 0.877; the shipped weights also trained on val and reach more) minus a
+# margin; road v1 scored 0.580 / 0.766 / 0.710 and fails them (test below).
+THRESHOLDS = {"Road": 0.85, "Sky": 0.85, "Car": 0.6, "SignSymbol": 0.62, "Fence": 0.80, "Pedestrian": 0.80}
+ROAD_V1_COMMIT = "e4a9d2399080dba8972b4c3fc26d88a580b6e16a"  # the last commit that packaged road v1
 
 
-def test_road_sky_and_car_on_real_camvid_frames(camvid_val):
+def test_recall_floors_on_real_camvid_frames(camvid_val):
     segmentor = Segmentor()
     recall = class_recall(segmentor, camvid_val)
     segmentor.close()
@@ -128,6 +151,24 @@ def test_an_untrained_network_fails_the_same_thresholds(camvid_val, tmp_path):
     recall = class_recall(segmentor, camvid_val[:4])
     segmentor.close()
     assert any(recall[name] <= threshold for name, threshold in THRESHOLDS.items()), recall
+
+
+@pytest.mark.slow
+def test_the_previous_road_model_fails_the_raised_floors(camvid_val, tmp_path):
+    """Road v1, taken from git history (skipped where the history is not there, e.g. a shallow clone)."""
+    repo = MODELS_DIR.parents[1]
+    for suffix in (".onnx", ".json"):
+        shown = subprocess.run(["git", "-C", str(repo), "show",
+                                f"{ROAD_V1_COMMIT}:openpixel_ros/models/openpixel_road.encoder{suffix}"],
+                               capture_output=True)
+        if shown.returncode:
+            pytest.skip(f"road v1 is not in this checkout's git history: {shown.stderr.decode().strip()}")
+        (tmp_path / f"openpixel_road_v1.encoder{suffix}").write_bytes(shown.stdout)
+    segmentor = Segmentor(str(tmp_path / "openpixel_road_v1.encoder.onnx"))
+    recall = class_recall(segmentor, camvid_val)
+    segmentor.close()
+    failed = [name for name, threshold in THRESHOLDS.items() if recall[name] <= threshold]
+    assert set(failed) == {"SignSymbol", "Fence", "Pedestrian"}, recall
 
 
 @pytest.mark.slow
