@@ -30,11 +30,11 @@ from openpixel_ros.inference.ground_truth import load_ground_truth  # noqa: E402
 from openpixel_ros.interactive import PromptError  # noqa: E402
 from test_model_training import REPO  # noqa: E402
 
-def synthetic_object(seed=0):
+def synthetic_object(seed=0, centre=(250, 170), axes=(110, 70), angle=15):
     """A textured object (an ellipse) on a differently textured background, 480x360."""
     rng = np.random.default_rng(seed)
     truth = np.zeros((360, 480), np.uint8)
-    cv2.ellipse(truth, (250, 170), (110, 70), 15, 0, 360, 1, -1)
+    cv2.ellipse(truth, centre, axes, angle, 0, 360, 1, -1)
     truth = truth.astype(bool)
     rgb = np.empty((360, 480, 3), np.uint8)
     rgb[...] = np.clip(rng.normal((70, 110, 60), 18, (360, 480, 3)), 0, 255).astype(np.uint8)
@@ -270,14 +270,9 @@ BAR = 36
 def test_the_first_click_on_a_small_object_is_decoded_again_in_its_window():
     """zoom_first on the packaged network: a small object's first mask comes from its window (one
     more pass) and still covers it; a large object's first click is one whole-frame pass."""
-    rng = np.random.default_rng(4)
     engine = create_prompt_engine("openpixel", threads=1)
     for axes, zoomed in (((36, 24), True), ((215, 160), False)):
-        truth = np.zeros((360, 480), np.uint8)
-        cv2.ellipse(truth, (240, 180), axes, 0, 0, 360, 1, -1)
-        truth = truth.astype(bool)
-        rgb = np.clip(rng.normal((70, 110, 60), 18, (360, 480, 3)), 0, 255).astype(np.uint8)
-        rgb[truth] = np.clip(rng.normal((200, 80, 70), 18, (int(truth.sum()), 3)), 0, 255).astype(np.uint8)
+        rgb, truth = synthetic_object(4, centre=(240, 180), axes=axes, angle=0)
         engine.set_image(rgb, key=axes)
         result = engine.predict(ClickPrompt.from_lists([(240, 180)], [1], image_size=truth.shape))
         iou = (result.mask & truth).sum() / (result.mask | truth).sum()
