@@ -20,6 +20,7 @@ from openpixel_ros.segmentor import Segmentor
 CAMVID = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
           "Bicyclist")
 MAX_MODEL_MB = 8.7
+REPO = MODELS_DIR.parents[1]
 
 
 def test_default_model_loads_and_runs_without_network(monkeypatch):
@@ -72,7 +73,7 @@ def test_the_shipped_weights_come_from_the_committed_run_and_its_log_is_beside_i
     import yaml
 
     source = load_contract(default_model_path()).extra["source"]
-    config_path = MODELS_DIR.parents[1] / "config" / "train" / "road_v2_trainval.yaml"
+    config_path = REPO / "config" / "train" / "road_v2_trainval.yaml"
     assert "config/train/road_v2_trainval.yaml" in source, source
     config = yaml.safe_load(config_path.read_text())
     assert config["train"]["validate_every"] == 0
@@ -156,9 +157,8 @@ def test_an_untrained_network_fails_the_same_thresholds(camvid_val, tmp_path):
 @pytest.mark.slow
 def test_the_previous_road_model_fails_the_raised_floors(camvid_val, tmp_path):
     """Road v1, taken from git history (skipped where the history is not there, e.g. a shallow clone)."""
-    repo = MODELS_DIR.parents[1]
     for suffix in (".onnx", ".json"):
-        shown = subprocess.run(["git", "-C", str(repo), "show",
+        shown = subprocess.run(["git", "-C", str(REPO), "show",
                                 f"{ROAD_V1_COMMIT}:openpixel_ros/models/openpixel_road.encoder{suffix}"],
                                capture_output=True)
         if shown.returncode:
