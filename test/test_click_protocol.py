@@ -192,10 +192,14 @@ def test_cli_report(tmp_path, capsys):
     assert report["engine"] == "openpixel" and report["images"] == 1
     assert Path(report["model"]).name == "openpixel_click.onnx"
     assert report["zoom_in"] is True and report["zoom_first"] is True
+    assert report["retry_ignored_click"] is True and report["retries"] >= 0
     second = tmp_path / "second.json"
     assert eval_main(["clicks", "--images", str(images), "--masks", str(masks), "--limit", "1", "--max-clicks", "2",
                       "--threads", "1", "--zoom-in", "second", "--json", str(second)]) == 0
     assert (json.loads(second.read_text())["zoom_in"], json.loads(second.read_text())["zoom_first"]) == (True, False)
+    assert eval_main(["clicks", "--images", str(images), "--masks", str(masks), "--limit", "1", "--max-clicks", "2",
+                      "--threads", "1", "--retry-ignored-click", "off", "--json", str(second)]) == 0
+    assert json.loads(second.read_text())["retry_ignored_click"] is False
 
 
 def test_cli_errors(tmp_path):

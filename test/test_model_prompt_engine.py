@@ -54,6 +54,30 @@ def positive_channel_decoder(path):
     return path
 
 
+def channel_mix_decoder(path, weights, bias):
+    """A stand-in decoder whose mask logit is ``sum_c weights[c] * prompts[c] + bias`` (a 1x1
+    convolution over the positive, negative, previous-mask and box maps)."""
+    import onnx
+
+    nodes = [helper.make_node("Conv", ["prompts", "weight", "bias"], ["mask_logits"]),
+             helper.make_node("ReduceMax", ["mask_logits"], ["peak"], keepdims=0),
+             helper.make_node("Reshape", ["peak", "shape11"], ["score"])]
+    inits = [numpy_helper.from_array(np.asarray(weights, np.float32).reshape(1, 4, 1, 1), "weight"),
+             numpy_helper.from_array(np.asarray([bias], np.float32), "bias"),
+             numpy_helper.from_array(np.array([1, 1], np.int64), "shape11")]
+    graph = helper.make_graph(nodes, "channel_mix", [
+        helper.make_tensor_value_info("features_s4", TensorProto.FLOAT, [1, 48, "gh", "gw"]),
+        helper.make_tensor_value_info("features_s8", TensorProto.FLOAT, [1, 64, "h8", "w8"]),
+        helper.make_tensor_value_info("prompts", TensorProto.FLOAT, [1, 4, "gh", "gw"])],
+        [helper.make_tensor_value_info("mask_logits", TensorProto.FLOAT, [1, 1, "gh", "gw"]),
+         helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    path.with_suffix(".json").write_text(json.dumps({"format": DECODER_FORMAT, "click_sigma": 8.0}))
+    return path
+
+
 def test_real_pair_answers_clicks_boxes_and_previous_masks(pair):
     encoder, _ = pair
     engine = OpenPixelPromptEngine.from_files(encoder, threads=1)
@@ -251,6 +275,45 @@ def test_a_small_first_mask_is_decoded_again_in_its_window(pair, tmp_path):
     assert off.predict(click).timings["zoom"] == 0.0 and off.zoom_first
     for engine in (*engines.values(), off):
         engine.close()
+
+
+def test_a_click_the_previous_mask_outvotes_is_decoded_again_without_it(pair, tmp_path):
+    """retry_ignored_click: when the mask contradicts the newest click although a previous mask came
+    with it, the view is decoded once more with the previous-mask channel empty, and that mask is
+    taken only if it obeys the click; an obeyed click, or one without a previous mask, is one pass."""
+    encoder, _ = pair
+    # The previous mask outvotes a negative click (3 > 1) but not a positive one.
+    outvoting = channel_mix_decoder(tmp_path / "outvoting.decoder.onnx", (2.0, -1.0, 3.0, 0.0), -0.5)
+    engines = {retry: OpenPixelPromptEngine.from_files(encoder, decoder=str(outvoting), threads=1, refine="none",
+                                                       zoom_in=False, retry_ignored_click=retry)
+               for retry in (True, False)}
+    runs = []
+    real_run = engines[True].decoder.run
+    engines[True].decoder.run = lambda feeds: runs.append(feeds) or real_run(feeds)
+    frame = np.zeros((240, 480, 3), np.uint8)
+    previous = np.zeros((240, 480), bool)
+    previous[60:180, 120:360] = True
+    correction = ClickPrompt.from_lists([(240, 120), (330, 160)], [1, 0], previous_mask=previous,
+                                        image_size=(240, 480))
+    for engine in engines.values():
+        engine.set_image(frame, key="frame")
+    ignored = engines[False].predict(correction)
+    assert ignored.mask[160, 330] and ignored.timings["retry"] == 0.0  # the click changed nothing there
+    obeyed = engines[True].predict(correction)
+    assert not obeyed.mask[160, 330] and obeyed.mask[120, 240] and obeyed.timings["retry"] == 1.0
+    assert len(runs) == 2 and not runs[1]["prompts"][0, 2].any() and runs[0]["prompts"][0, 2].any()
+    runs.clear()
+    outside = ClickPrompt.from_lists([(240, 120), (40, 20)], [1, 0], previous_mask=previous, image_size=(240, 480))
+    assert engines[True].predict(outside).timings["retry"] == 0.0 and len(runs) == 1
+    # A decoder that ignores clicks altogether: the second pass obeys no better, so the first mask stays.
+    deaf = channel_mix_decoder(tmp_path / "deaf.decoder.onnx", (0.0, 0.0, 3.0, 0.0), -0.5)
+    engine = OpenPixelPromptEngine.from_files(encoder, decoder=str(deaf), threads=1, refine="none", zoom_in=False)
+    engine.set_image(frame, key="frame")
+    grow = ClickPrompt.from_lists([(240, 120), (420, 200)], [1, 1], previous_mask=previous, image_size=(240, 480))
+    kept = engine.predict(grow)
+    assert kept.timings["retry"] == 0.0 and not kept.mask[200, 420] and kept.mask[120, 240]
+    for each in (*engines.values(), engine):
+        each.close()
 
 
 def test_engine_options_are_checked(pair):

@@ -48,6 +48,9 @@ def add_arguments(parser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--refine", choices=("guided", "none"), default="guided",
                         help="openpixel: full-resolution boundaries (default: %(default)s)")
+    parser.add_argument("--retry-ignored-click", choices=("on", "off"), default="on",
+                        help="openpixel: decode again without the previous mask when the mask contradicts the "
+                             "newest click (default: %(default)s)")
     parser.add_argument("--json", help="write the results to this JSON file")
 
 
@@ -59,7 +62,7 @@ def _engine_options(args) -> dict:
         options.update(device=args.device, threads=args.threads)
     if args.engine == "openpixel":
         options.update(threads=args.threads, zoom_in=args.zoom_in != "off", zoom_first=args.zoom_in == "on",
-                       refine=args.refine)
+                       refine=args.refine, retry_ignored_click=args.retry_ignored_click == "on")
     return options
 
 
@@ -102,7 +105,10 @@ def run(args) -> int:
                  f"NoC90 {sample.noc(0.90, args.max_clicks)} IoU@1 {sample.ious[0]:.3f}")
     if not samples:
         raise SystemExit("error: no image with an object to evaluate")
-    options = {k: v for k, v in _engine_options(args).items() if k in ("zoom_in", "zoom_first", "refine")}
+    options = {k: v for k, v in _engine_options(args).items()
+               if k in ("zoom_in", "zoom_first", "refine", "retry_ignored_click")}
+    if "retry_ignored_click" in options:  # how many prompts were decoded again because a click was ignored
+        options["retries"] = int(sum(t.get("retry", 0.0) for sample in samples for t in sample.timings))
     model = model or getattr(engine, "model_path", None)  # the packaged file an engine loaded by default
     head = {"engine": args.engine, "model": str(model) if model else None, "protocol": args.protocol, **options}
     if args.protocol == "scribbles":
@@ -136,6 +142,8 @@ def _print_table(report: dict) -> None:
     rows += [("per-click ms (median)", report["per_click_ms_median"]),
              ("first-click ms (median)", report["first_click_ms_median"]),
              ("later-click ms (median)", report["later_click_ms_median"])]
+    if "retries" in report:
+        rows.append(("ignored clicks decoded again", report["retries"]))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")

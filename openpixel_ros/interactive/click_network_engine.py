@@ -46,17 +46,19 @@ def is_click_network(model_path) -> bool:
 class ClickNetworkEngine(OpenPixelPromptEngine):
     """The early-fusion click network behind :class:`PromptEngine`.
 
-    Options as :class:`OpenPixelPromptEngine`'s: ``zoom_in``, ``zoom_first``, ``zoom_expansion``
-    and ``refine`` (``"guided"`` or ``"none"``); the network takes no lighting conditioning.
+    Options as :class:`OpenPixelPromptEngine`'s: ``zoom_in``, ``zoom_first``, ``zoom_expansion``,
+    ``refine`` (``"guided"`` or ``"none"``) and ``retry_ignored_click``; the network takes no lighting
+    conditioning.
     """
 
     name = "openpixel"
 
     def __init__(self, network: Engine, contract: ModelContract, zoom_in: bool = True,
-                 zoom_expansion: float = 1.4, refine: str = "guided", zoom_first: bool = True):
+                 zoom_expansion: float = 1.4, refine: str = "guided", zoom_first: bool = True,
+                 retry_ignored_click: bool = True):
         # (OpenPixelPromptEngine.__init__ expects an encoder/decoder pair; the shared state is set here.)
         PromptEngine.__init__(self)
-        self._set_view_options(zoom_in, zoom_expansion, refine, zoom_first)
+        self._set_view_options(zoom_in, zoom_expansion, refine, zoom_first, retry_ignored_click)
         if contract.task != CLICK_TASK:
             raise EngineError(f"model task is {contract.task!r}, a click network's is {CLICK_TASK!r}")
         inputs = {i.name: i for i in network.inputs}

@@ -29,6 +29,12 @@ small object's first mask comes from the window, at one more network pass.
 Boundaries (``refine="guided"``): the mask's probability, upsampled from the
 1/4 grid, is snapped to the frame's edges by a guided filter
 (:mod:`.boundary`) before the 0.5 threshold.
+
+Ignored clicks (``retry_ignored_click``): when the mask contradicts the newest click (the last
+point: a positive click left outside, a negative one inside) although the prompt carried a
+previous mask, the same view is decoded once more with the previous-mask channel empty (as
+training's previous-mask dropout shows it) and that mask is taken if it obeys the click: the
+previous mask can otherwise outvote a correction, so the operator clicks and nothing changes.
 """
 from __future__ import annotations
 
@@ -107,6 +113,15 @@ def zoom_window(region: np.ndarray, points, aspect: float, expansion: float = 1.
     return left, top, left + bw, top + bh
 
 
+def _ignores_newest_click(mask: np.ndarray, prompt: ClickPrompt) -> bool:
+    """Whether ``mask`` contradicts the prompt's last point (the newest click): a positive one
+    outside it, a negative one inside."""
+    if not len(prompt.points):
+        return False
+    x, y = (int(v) for v in np.floor(prompt.points[-1]))
+    return bool(mask[y, x]) != bool(prompt.labels[-1])
+
+
 def _decoder_named_by(encoder_path) -> Optional[Path]:
     """The decoder file the encoder's sidecar contract names (``prompt_decoder``), when it exists."""
     try:
@@ -161,9 +176,9 @@ class OpenPixelPromptEngine(PromptEngine):
 
     def __init__(self, encoder: Engine, decoder: Engine, contract, decoder_metadata: dict,
                  conditioning: Optional[np.ndarray] = None, zoom_in: bool = True, zoom_expansion: float = 1.4,
-                 refine: str = "guided", zoom_first: bool = True):
+                 refine: str = "guided", zoom_first: bool = True, retry_ignored_click: bool = True):
         super().__init__()
-        self._set_view_options(zoom_in, zoom_expansion, refine, zoom_first)
+        self._set_view_options(zoom_in, zoom_expansion, refine, zoom_first, retry_ignored_click)
         self.encoder, self.decoder = encoder, decoder
         self.contract = contract
         SemanticSegmenter(encoder, contract)  # validates the contract against the encoder's graph
@@ -185,14 +200,16 @@ class OpenPixelPromptEngine(PromptEngine):
         self._full: Optional[_Encoding] = None
         self._zoom: Optional[_Encoding] = None
 
-    def _set_view_options(self, zoom_in: bool, zoom_expansion: float, refine: str, zoom_first: bool) -> None:
-        """Zoom-in and boundary options, checked (shared with the click network's engine)."""
+    def _set_view_options(self, zoom_in: bool, zoom_expansion: float, refine: str, zoom_first: bool,
+                          retry_ignored_click: bool) -> None:
+        """Zoom-in, boundary and retry options, checked (shared with the click network's engine)."""
         if refine not in REFINEMENTS:
             raise EngineError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
         if not (np.isfinite(zoom_expansion) and zoom_expansion >= 1.0):
             raise EngineError(f"zoom_expansion must be a finite number >= 1, not {zoom_expansion!r}")
         self.zoom_in, self.zoom_expansion, self.refine = bool(zoom_in), float(zoom_expansion), refine
         self.zoom_first = bool(zoom_first)
+        self.retry_ignored_click = bool(retry_ignored_click)
 
     @classmethod
     def from_files(cls, encoder_path, decoder: Optional[str] = None, *, device: str = "cpu", threads: int = 0,
@@ -280,12 +297,27 @@ class OpenPixelPromptEngine(PromptEngine):
         return result if encoding is self._full else self._predict_in(encoding, again)
 
     def _predict_in(self, encoding: _Encoding, prompt: ClickPrompt) -> PromptResult:
-        """One network pass for ``prompt`` on ``encoding``'s view (the frame's or a zoom window's)."""
+        """``prompt`` on ``encoding``'s view (the frame's or a zoom window's): one network pass, and a
+        second without the previous mask when the first ignores the newest click (see the module)."""
+        result = self._decode_in(encoding, prompt)
+        has_previous = prompt.previous_mask is not None or prompt.previous_logits is not None
+        if not (self.retry_ignored_click and has_previous and _ignores_newest_click(result.masks[0], prompt)):
+            return result
+        again = self._decode_in(encoding, prompt, use_previous=False)
+        if _ignores_newest_click(again.masks[0], prompt):
+            return result
+        again.timings["retry"] = 1.0
+        return again
+
+    def _decode_in(self, encoding: _Encoding, prompt: ClickPrompt, use_previous: bool = True) -> PromptResult:
+        """One network pass for ``prompt`` on ``encoding``'s view; ``use_previous=False`` leaves the
+        previous-mask channel empty."""
         view = encoding.view
         grid_hw = grid_size(*view.placement.input_hw)  # the 1/4 output grid
+        previous = self._previous_probability(prompt, grid_hw, view) if use_previous else None
         maps = render_prompt_maps(view.placement.input_hw, view.to_input(prompt.positive_points),
                                   view.to_input(prompt.negative_points),
-                                  previous_mask=self._previous_probability(prompt, grid_hw, view),
+                                  previous_mask=previous,
                                   box=None if prompt.box is None else view.box_to_input(prompt.box),
                                   positive_scribbles=[view.to_input(s) for s in prompt.positive_scribbles],
                                   negative_scribbles=[view.to_input(s) for s in prompt.negative_scribbles],
@@ -297,7 +329,8 @@ class OpenPixelPromptEngine(PromptEngine):
         zoomed = encoding is not self._full
         # Zoomed logits live on the window's grid, which the caller cannot hand back as the frame's.
         return PromptResult(masks=[mask], scores=[score], low_res_logits=None if zoomed else logits[None, None],
-                            timings={"zoom": 1.0 if zoomed else 0.0, "zoom_encoder_ms": self._zoom_encoder_ms})
+                            timings={"zoom": 1.0 if zoomed else 0.0, "zoom_encoder_ms": self._zoom_encoder_ms,
+                                     "retry": 0.0})
 
     def _run(self, encoding: _Encoding, prompts: np.ndarray) -> dict:
         """The per-click network: the decoder on the view's cached features."""
