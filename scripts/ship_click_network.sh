@@ -11,8 +11,9 @@
 # 2. copies the run's CSV log beside its config (config/train/CONFIG.csv);
 # 3. measures it on GrabCut (never trained on) with the standard click protocol (bench/results/
 #    clicks_grabcut_clicknet*.json), on GrabCut scenes shrunk to 1/3 (clicks_grabcut_small_clicknet.json),
-#    the scribble protocol (scribbles_grabcut_clicknet.json) and the learning curve of the kept step
-#    checkpoints (CONFIG_learning_curve.json).
+#    the scribble protocol (scribbles_grabcut_clicknet.json), the road-scene objects held out from training
+#    (CamVid val, clicks_camvid_objects_clicknet.json) and the learning curve of the kept step checkpoints
+#    (CONFIG_learning_curve.json).
 # Needs ../shared and the training extras (torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ SIZE="${SIZE:-384}"
 PY=.venv/bin/python
 GRABCUT=../shared/datasets/grabcut
 SMALL=out/grabcut_small
+ROAD=out/camvid_val_objects
 LICENSE="research-only data (DUTS: ImageNet terms; ECSSD; DAVIS; CamVid CC BY-NC 4.0) and Google's DeepLabV3-MobileNetV2 VOC weights (Apache-2.0): non-commercial research use only"
 
 $PY -m openpixel_ros.export.click_network --checkpoint "$CHECKPOINT" --onnx openpixel_ros/models/openpixel_click.onnx --size "$SIZE" \
@@ -43,4 +45,6 @@ eval_clicks scribbles_grabcut_clicknet "$GRABCUT/images" "$GRABCUT/masks" --engi
 [[ -d "$SMALL/images" ]] || $PY scripts/make_small_object_set.py --out "$SMALL"
 eval_clicks clicks_grabcut_small_clicknet "$SMALL/images" "$SMALL/masks" --engine openpixel
 eval_clicks clicks_grabcut_small_clicknet_no_zoom "$SMALL/images" "$SMALL/masks" --engine openpixel --zoom-in off
+[[ -d "$ROAD/images" ]] || $PY scripts/make_camvid_object_set.py --out "$ROAD"
+eval_clicks clicks_camvid_objects_clicknet "$ROAD/images" "$ROAD/masks" --engine openpixel
 $PY scripts/click_learning_curve.py --run "$(dirname "$CHECKPOINT")" --json "bench/results/${CONFIG}_learning_curve.json"

@@ -27,33 +27,6 @@ def pair(tmp_path_factory):
     return export_openpixel(model, ModelInfo(input_height=H, input_width=W), out)
 
 
-def positive_channel_decoder(path):
-    """A stand-in decoder whose mask logit is the positive-click map minus 0.5, so the mask is the
-    disc of cells near a positive click: it checks the engine's coordinate mapping and upsampling."""
-    grid = [1, 4, "gh", "gw"]
-    nodes = [
-        helper.make_node("Slice", ["prompts", "start", "end", "axis"], ["positive"]),
-        helper.make_node("Sub", ["positive", "half"], ["mask_logits"]),
-        helper.make_node("ReduceMax", ["positive"], ["peak"], keepdims=0),
-        helper.make_node("Reshape", ["peak", "shape11"], ["score"]),
-    ]
-    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
-             (("start", [0]), ("end", [1]), ("axis", [1]), ("shape11", [1, 1]))]
-    inits.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
-    graph = helper.make_graph(nodes, "stand_in", [
-        helper.make_tensor_value_info("features_s4", TensorProto.FLOAT, [1, 48, "gh", "gw"]),
-        helper.make_tensor_value_info("features_s8", TensorProto.FLOAT, [1, 64, "h8", "w8"]),
-        helper.make_tensor_value_info("prompts", TensorProto.FLOAT, grid)],
-        [helper.make_tensor_value_info("mask_logits", TensorProto.FLOAT, [1, 1, "gh", "gw"]),
-         helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 1])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    import onnx
-    onnx.save(model, str(path))
-    path.with_suffix(".json").write_text(json.dumps({"format": DECODER_FORMAT, "click_sigma": 8.0}))
-    return path
-
-
 def channel_mix_decoder(path, weights, bias):
     """A stand-in decoder whose mask logit is ``sum_c weights[c] * prompts[c] + bias`` (a 1x1
     convolution over the positive, negative, previous-mask and box maps)."""
@@ -76,6 +49,12 @@ def channel_mix_decoder(path, weights, bias):
     onnx.save(model, str(path))
     path.with_suffix(".json").write_text(json.dumps({"format": DECODER_FORMAT, "click_sigma": 8.0}))
     return path
+
+
+def positive_channel_decoder(path):
+    """A stand-in decoder whose mask logit is the positive-click map minus 0.5, so the mask is the
+    disc of cells near a positive click: it checks the engine's coordinate mapping and upsampling."""
+    return channel_mix_decoder(path, (1.0, 0.0, 0.0, 0.0), -0.5)
 
 
 def test_real_pair_answers_clicks_boxes_and_previous_masks(pair):
