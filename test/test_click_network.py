@@ -208,8 +208,8 @@ def test_the_engine_feeds_the_prompt_maps_training_renders(tiny_network, tmp_pat
 
 
 def test_the_packaged_click_network_is_the_default_engine():
-    # Issue 21: the network is the default engine (library, node, eval clicks): it ties classical on GrabCut
-    # and beats it far on road-scene and small objects (docs/interactive.md); Segmentor() gets it too.
+    # Issue 21: the network is the default engine (library, node, eval clicks): it beats classical narrowly on
+    # GrabCut and far on road-scene and small objects (docs/interactive.md); Segmentor() gets it too.
     assert DEFAULT_PROMPT_ENGINE == "openpixel"
     path = click_network_path()
     for engine in (create_prompt_engine("openpixel"), create_prompt_engine(DEFAULT_PROMPT_ENGINE),

@@ -20,7 +20,7 @@ from .prompts import ClickPrompt, PromptError
 
 #: The engine the node, :class:`openpixel_ros.Segmentor` and ``python -m openpixel_ros.eval clicks``
 #: use when none is named: the package's click network (issue 21: far fewer clicks than GrabCut on held-out
-#: road-scene and small objects, a tie on GrabCut's own photos; docs/interactive.md).
+#: road-scene and small objects, narrowly fewer on GrabCut's own photos; docs/interactive.md).
 #: "classical" needs no model file: the choice where the network's non-commercial licence rules it out.
 DEFAULT_PROMPT_ENGINE = "openpixel"
 DEFAULT_PROMPT_MODEL: Optional[str] = None

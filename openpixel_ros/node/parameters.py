@@ -182,7 +182,7 @@ NODE_PARAMETERS = (
     # -- click prompts --
     ParamSpec("prompt_engine", "openpixel", "Engine for click prompts (~/segment_at_points, ~/click): openpixel "
               "(the package's click network, loaded at start: far fewer clicks than classical on road-scene and "
-              "small objects, a tie on GrabCut's photos, ~10x faster; its weights are for non-commercial "
+              "small objects, narrowly fewer on GrabCut's photos, ~10x faster; its weights are for non-commercial "
               "research only, docs/model_card.md), classical "
               "(GrabCut, no model file: pick it where that licence rules the network out) or sam "
               "(Segment-Anything-format ONNX pair). No GPU needed either way; docs/interactive.md.",
