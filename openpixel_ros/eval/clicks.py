@@ -107,10 +107,10 @@ def run(args) -> int:
         raise SystemExit("error: no image with an object to evaluate")
     options = {k: v for k, v in _engine_options(args).items()
                if k in ("zoom_in", "zoom_first", "refine", "retry_ignored_click")}
-    if "retry_ignored_click" in options:  # how many prompts were decoded again because a click was ignored
-        options["retries"] = int(sum(t.get("retry", 0.0) for sample in samples for t in sample.timings))
     model = model or getattr(engine, "model_path", None)  # the packaged file an engine loaded by default
     head = {"engine": args.engine, "model": str(model) if model else None, "protocol": args.protocol, **options}
+    if "retry_ignored_click" in options:  # how many prompts took the second pass's mask (a click was ignored)
+        head["retries"] = int(sum(t.get("retry", 0.0) for sample in samples for t in sample.timings))
     if args.protocol == "scribbles":
         report = {**head, **summarize_scribbles(samples), "skipped": skipped,
                   "wall_s": round(time.perf_counter() - started, 1),

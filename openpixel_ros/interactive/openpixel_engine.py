@@ -118,7 +118,7 @@ def _ignores_newest_click(mask: np.ndarray, prompt: ClickPrompt) -> bool:
     outside it, a negative one inside."""
     if not len(prompt.points):
         return False
-    x, y = (int(v) for v in np.floor(prompt.points[-1]))
+    x, y = prompt.pixel_indices()[-1]
     return bool(mask[y, x]) != bool(prompt.labels[-1])
 
 
@@ -303,21 +303,19 @@ class OpenPixelPromptEngine(PromptEngine):
         has_previous = prompt.previous_mask is not None or prompt.previous_logits is not None
         if not (self.retry_ignored_click and has_previous and _ignores_newest_click(result.masks[0], prompt)):
             return result
-        again = self._decode_in(encoding, prompt, use_previous=False)
+        again = self._decode_in(encoding, replace(prompt, previous_mask=None, previous_logits=None))
         if _ignores_newest_click(again.masks[0], prompt):
             return result
         again.timings["retry"] = 1.0
         return again
 
-    def _decode_in(self, encoding: _Encoding, prompt: ClickPrompt, use_previous: bool = True) -> PromptResult:
-        """One network pass for ``prompt`` on ``encoding``'s view; ``use_previous=False`` leaves the
-        previous-mask channel empty."""
+    def _decode_in(self, encoding: _Encoding, prompt: ClickPrompt) -> PromptResult:
+        """One network pass for ``prompt`` on ``encoding``'s view."""
         view = encoding.view
         grid_hw = grid_size(*view.placement.input_hw)  # the 1/4 output grid
-        previous = self._previous_probability(prompt, grid_hw, view) if use_previous else None
         maps = render_prompt_maps(view.placement.input_hw, view.to_input(prompt.positive_points),
                                   view.to_input(prompt.negative_points),
-                                  previous_mask=previous,
+                                  previous_mask=self._previous_probability(prompt, grid_hw, view),
                                   box=None if prompt.box is None else view.box_to_input(prompt.box),
                                   positive_scribbles=[view.to_input(s) for s in prompt.positive_scribbles],
                                   negative_scribbles=[view.to_input(s) for s in prompt.negative_scribbles],
